@@ -1,0 +1,192 @@
+"""The acker: coalesces one queue's deletes and visibility changes into batch calls.
+
+* Batches of up to 10 entries (SQS's cap), sent when 10 are ready or after a short
+  linger, and always on shutdown (:meth:`Acker.flush`).
+* Entry ids are positional (``"0"``..``"9"``) within each request: never the MessageId,
+  which a standard queue may hand out twice inside one window (BatchEntryIdsNotDistinct).
+* One pending operation per MessageId, with the newest receipt handle.
+* Per-entry failures are read even when the call succeeded: transient ones are retried
+  with backoff, sender faults (stale or invalid receipt handle) are logged once and
+  dropped; successful entries are never sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from aiosqsq.backends.base import (
+    MAX_BATCH_ENTRIES,
+    BatchResult,
+    DeleteEntry,
+    QueueBackend,
+    VisibilityEntry,
+)
+from aiosqsq.engine.registry import InFlight, InFlightRegistry
+from aiosqsq.errors import BackendError
+
+logger = logging.getLogger("aiosqsq.acker")
+
+_MAX_ATTEMPTS = 8  # after that the message is left to its visibility timeout (redelivered)
+_MAX_PARALLEL_REQUESTS = 8
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    entry: InFlight
+    visibility_timeout_s: float | None  # None: delete
+    attempts: int = 0
+    not_before: float = 0.0
+
+
+class Acker:
+    """Settles messages of one queue in batches. Enqueueing never blocks or raises."""
+
+    def __init__(
+        self,
+        backend: QueueBackend,
+        queue_url: str,
+        registry: InFlightRegistry,
+        *,
+        visibility_lock: anyio.Lock,
+        linger_s: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._queue_url = queue_url
+        self._registry = registry
+        self._visibility_lock = visibility_lock  # shared with the heartbeat: no overlap
+        self._linger_s = linger_s
+        self._clock = clock
+        self._deletes: dict[str, _Pending] = {}
+        self._changes: dict[str, _Pending] = {}
+        self._work = anyio.Event()
+        self._full = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(_MAX_PARALLEL_REQUESTS)
+
+    @property
+    def pending(self) -> int:
+        return len(self._deletes) + len(self._changes)
+
+    def delete(self, entry: InFlight) -> None:
+        """Delete ``entry``'s message (its handler succeeded)."""
+        self._enqueue(self._deletes, _Pending(entry, None))
+
+    def change_visibility(self, entry: InFlight, timeout_s: float) -> None:
+        """Make ``entry``'s message visible again ``timeout_s`` seconds from the call."""
+        self._enqueue(self._changes, _Pending(entry, timeout_s))
+
+    def _enqueue(self, table: dict[str, _Pending], pending: _Pending) -> None:
+        message_id = pending.entry.message.message_id
+        older = table.get(message_id)
+        if older is not None and older.entry is not pending.entry:
+            # The same message was delivered twice: settle with the newest handle only.
+            self._registry.remove(older.entry)
+        table[message_id] = pending
+        self._work.set()
+        if len(table) >= MAX_BATCH_ENTRIES:
+            self._full.set()
+
+    async def run(self) -> None:
+        """Flush in the background until cancelled (then call :meth:`flush`)."""
+        wait_s: float | None = None  # set while entries wait out a retry backoff
+        while True:
+            with anyio.move_on_after(math.inf if wait_s is None else wait_s):
+                await self._work.wait()
+            if not self._full.is_set():
+                with anyio.move_on_after(self._linger_s):
+                    await self._full.wait()
+            wait_s = await self._send_ready()
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Send everything pending, retrying transient failures, for up to ``timeout_s``."""
+        with anyio.move_on_after(timeout_s):
+            while self.pending:
+                wait_s = await self._send_ready()
+                if wait_s:
+                    await anyio.sleep(wait_s)
+        for table in (self._deletes, self._changes):
+            for pending in table.values():
+                logger.warning(
+                    "message %s on %s was not settled before shutdown ended; SQS will "
+                    "deliver it again after its visibility timeout",
+                    pending.entry.message.message_id,
+                    self._queue_url,
+                )
+                self._registry.remove(pending.entry)
+            table.clear()
+
+    async def _send_ready(self) -> float | None:
+        """Send every entry past its backoff; return seconds until the next one is due."""
+        self._work = anyio.Event()
+        self._full = anyio.Event()
+        now = self._clock()
+        batches: list[tuple[dict[str, _Pending], list[_Pending]]] = []
+        for table in (self._deletes, self._changes):
+            ready = [p for p in table.values() if p.not_before <= now]
+            for pending in ready:
+                del table[pending.entry.message.message_id]
+            for start in range(0, len(ready), MAX_BATCH_ENTRIES):
+                batches.append((table, ready[start : start + MAX_BATCH_ENTRIES]))
+        async with anyio.create_task_group() as tg:
+            for table, batch in batches:
+                tg.start_soon(self._send_batch, table, batch)
+        waiting = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
+        if waiting:
+            return max(0.0, min(waiting) - self._clock())
+        return None
+
+    async def _send_batch(self, table: dict[str, _Pending], batch: Sequence[_Pending]) -> None:
+        async with self._limiter:
+            try:
+                result = await self._call(batch)
+            except (BackendError, OSError, TimeoutError) as exc:
+                retryable = not isinstance(exc, BackendError) or exc.retryable
+                for pending in batch:
+                    self._retry_or_drop(table, pending, str(exc), retryable=retryable)
+                return
+        for entry_id in result.successful:
+            self._registry.remove(batch[int(entry_id)].entry)
+        for failure in result.failed:
+            pending = batch[int(failure.id)]
+            reason = f"{failure.code}: {failure.message}"
+            self._retry_or_drop(table, pending, reason, retryable=not failure.sender_fault)
+
+    async def _call(self, batch: Sequence[_Pending]) -> BatchResult:
+        if batch[0].visibility_timeout_s is None:
+            deletes = [DeleteEntry(str(i), p.entry.receipt_handle) for i, p in enumerate(batch)]
+            return await self._backend.delete_batch(self._queue_url, deletes)
+        changes = [
+            VisibilityEntry(str(i), p.entry.receipt_handle, p.visibility_timeout_s or 0)
+            for i, p in enumerate(batch)
+        ]
+        async with self._visibility_lock:
+            return await self._backend.change_visibility_batch(self._queue_url, changes)
+
+    def _retry_or_drop(
+        self, table: dict[str, _Pending], pending: _Pending, reason: str, *, retryable: bool
+    ) -> None:
+        action = "delete" if pending.visibility_timeout_s is None else "visibility change"
+        message_id = pending.entry.message.message_id
+        pending.attempts += 1
+        if message_id in table:  # a newer delivery of it was queued meanwhile
+            self._registry.remove(pending.entry)
+            return
+        if retryable and pending.attempts < _MAX_ATTEMPTS:
+            pending.not_before = self._clock() + min(5.0, 0.05 * 2**pending.attempts)
+            table[message_id] = pending
+            return
+        logger.warning(
+            "%s of message %s on %s failed (%s); SQS will deliver it again after its "
+            "visibility timeout",
+            action,
+            message_id,
+            self._queue_url,
+            reason,
+        )
+        self._registry.remove(pending.entry)

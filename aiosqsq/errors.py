@@ -1,0 +1,80 @@
+"""Exceptions raised by aiosqsq.
+
+The tree::
+
+    AiosqsqError
+    ├── ConfigurationError       a QUEUE_* setting is missing or invalid
+    ├── HandlerSignatureError    @app.handler was given a function it cannot call
+    ├── PayloadTooLargeError     a body or batch exceeds the SQS size limit
+    └── BackendError             a queue operation failed as a whole (carries the SQS error code)
+        ├── QueueNotFoundError   the queue does not exist
+        └── BatchRequestError    a whole batch request was rejected
+
+    Retry                        not an error: a handler's way to ask for "again, later"
+
+Per-entry failures inside a batch are not raised: they come back in
+:class:`aiosqsq.backends.base.BatchResult`, as SQS returns them with HTTP 200.
+"""
+
+from __future__ import annotations
+
+
+class AiosqsqError(Exception):
+    """Base class of every error aiosqsq raises."""
+
+
+class ConfigurationError(AiosqsqError):
+    """A setting is missing or invalid; the message names the ``QUEUE_*`` variable."""
+
+
+class HandlerSignatureError(AiosqsqError, TypeError):
+    """A handler's signature cannot be served; the message names the function."""
+
+
+class PayloadTooLargeError(AiosqsqError, ValueError):
+    """A message body (plus attributes) or a batch is over SQS's 1 MiB limit."""
+
+
+class BackendError(AiosqsqError):
+    """A queue operation failed as a whole.
+
+    ``code`` is SQS's error code (``AWS.SimpleQueueService.NonExistentQueue``,
+    ``TooManyEntriesInBatchRequest``, ...) and ``retryable`` says whether trying the
+    same request again later may succeed (throttling, 5xx, network).
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class QueueNotFoundError(BackendError):
+    """The named queue does not exist (or is not visible to these credentials)."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(
+            "AWS.SimpleQueueService.NonExistentQueue",
+            f"queue {queue!r} does not exist: create it or check the name, region and account",
+        )
+        self.queue = queue
+
+
+class BatchRequestError(BackendError):
+    """A batch request was rejected whole: too many entries, ids not distinct, too long."""
+
+
+class Retry(Exception):
+    """Raise from a handler to have the message delivered again after ``delay_s`` seconds.
+
+    The message is not deleted; its visibility is set to ``delay_s`` (capped at SQS's
+    12-hour limit). Its receive count still grows, so the queue's redrive policy moves
+    it to the dead-letter queue after ``maxReceiveCount`` deliveries.
+    """
+
+    def __init__(self, delay_s: float = 0) -> None:
+        if delay_s < 0:
+            raise ValueError(f"Retry(delay_s={delay_s!r}): delay_s must be >= 0")
+        super().__init__(f"retry in {delay_s:g} s")
+        self.delay_s = delay_s

@@ -1,0 +1,76 @@
+"""The message a handler receives, with the calls that manage its lease."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from aiosqsq.backends.base import MessageAttributes, QueueMessage
+
+
+class Lease(Protocol):
+    """What a :class:`Message` asks of the engine that holds it."""
+
+    async def extend(self, seconds: float) -> None: ...
+
+    async def release(self, delay_s: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Message:
+    """One delivery of an SQS message to a handler.
+
+    Delivery is at-least-once: the same ``message_id`` can arrive again (after a crash,
+    a lapsed visibility timeout, or a standard queue's own redelivery), so handlers
+    should be idempotent. ``receive_count`` is SQS's ApproximateReceiveCount.
+    """
+
+    message_id: str
+    body: str
+    receive_count: int
+    sent_at: datetime | None
+    attributes: Mapping[str, str]
+    message_attributes: MessageAttributes
+    group_id: str | None
+    queue: str
+    _lease: Lease = field(compare=False)
+
+    @classmethod
+    def from_queue_message(cls, message: QueueMessage, lease: Lease) -> Message:
+        sent = message.attributes.get("SentTimestamp")
+        return cls(
+            message_id=message.message_id,
+            body=message.body,
+            receive_count=message.receive_count,
+            sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
+            attributes=message.attributes,
+            message_attributes=message.message_attributes,
+            group_id=message.group_id,
+            queue=message.queue_url,
+            _lease=lease,
+        )
+
+    async def extend(self, seconds: float) -> None:
+        """Keep the message hidden for ``seconds`` from now (SQS ChangeMessageVisibility).
+
+        The heartbeat already does this for running handlers; call it to ask for a
+        specific lease. Raises :class:`~aiosqsq.errors.BackendError` if SQS refuses, for
+        example past the 12-hour limit counted from the first receive.
+        """
+        await self._lease.extend(seconds)
+
+    async def release(self, delay_s: float = 0) -> None:
+        """Hand the message back: visible again after ``delay_s`` seconds, not deleted.
+
+        The handler's outcome no longer decides the fate: returning after ``release``
+        does not delete the message.
+        """
+        await self._lease.release(delay_s)
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(message_id={self.message_id!r}, queue={self.queue!r}, "
+            f"receive_count={self.receive_count}, group_id={self.group_id!r})"
+        )

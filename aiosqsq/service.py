@@ -1,0 +1,218 @@
+"""``QueueService``: drive a queue by hand (enqueue, dequeue, ack, nack).
+
+The backend is chosen from settings (``QUEUE_BACKEND``), with the required settings
+checked before anything is sent. :class:`~aiosqsq.App` is built on the same service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from aiosqsq.backends import create_backend
+from aiosqsq.backends.base import (
+    MAX_DELAY_S,
+    MAX_MESSAGE_BYTES,
+    DeleteEntry,
+    MessageAttributes,
+    MessageAttributeValue,
+    QueueBackend,
+    QueueMessage,
+    SendEntry,
+    VisibilityEntry,
+    message_size,
+)
+from aiosqsq.codec import encode
+from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
+from aiosqsq.settings import QueueSettings
+
+# Queues the memory backend creates on first use get a dead-letter queue, as a
+# well-configured SQS queue has; 5 receives is AWS's usual advice for maxReceiveCount.
+MEMORY_MAX_RECEIVE_COUNT = 5
+
+
+class QueueService:
+    """One backend, shared by producers and consumers of an app.
+
+    ``queue`` arguments take a name or a URL; ``None`` is the default queue
+    (``QUEUE_SQS_QUEUE_URL``, or ``"default"`` on the memory backend). On the memory
+    backend a queue is created on first use, with a dead-letter queue ``<name>-dlq``.
+    """
+
+    def __init__(
+        self, settings: QueueSettings | None = None, *, backend: QueueBackend | None = None
+    ) -> None:
+        self.settings = settings if settings is not None else QueueSettings()
+        self._owns_backend = backend is None  # a backend passed in is the caller's to close
+        self.backend = backend if backend is not None else create_backend(self.settings)
+        self._urls: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"QueueService(backend={self.settings.backend!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend if this service created it (not one passed in)."""
+        if self._owns_backend:
+            await self.backend.aclose()
+
+    async def queue_url(self, queue: str | None = None) -> str:
+        """The URL of ``queue`` (a name or URL; None: the default queue)."""
+        name = queue or self.settings.default_queue
+        url = self._urls.get(name)
+        if url is None:
+            try:
+                url = await self.backend.get_queue_url(name)
+            except QueueNotFoundError:
+                if self.settings.backend != "memory":
+                    raise
+                url = await self._create_memory_queue(name)
+            self._urls[name] = url
+        return url
+
+    async def _create_memory_queue(self, name: str) -> str:
+        fifo = name.endswith(".fifo")
+        dlq_name = f"{name.removesuffix('.fifo')}-dlq" + (".fifo" if fifo else "")
+        base: dict[str, str] = {"FifoQueue": "true"} if fifo else {}
+        dlq_url = await self.backend.create_queue(dlq_name, base)
+        dlq = await self.backend.get_queue_info(dlq_url)
+        redrive = (
+            f'{{"deadLetterTargetArn": "{dlq.arn}", "maxReceiveCount": {MEMORY_MAX_RECEIVE_COUNT}}}'
+        )
+        attributes = {**base, "RedrivePolicy": redrive}
+        if self.settings.visibility_timeout is not None:
+            attributes["VisibilityTimeout"] = str(self.settings.visibility_timeout)
+        return await self.backend.create_queue(name, attributes)
+
+    async def enqueue(
+        self,
+        payload: Any,
+        queue: str | None = None,
+        *,
+        delay_s: int = 0,
+        attributes: Mapping[str, str | int | float | bytes] | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Send one message; return its MessageId. See :meth:`enqueue_batch`."""
+        entry = build_send_entry("0", payload, delay_s, attributes, group_id, deduplication_id)
+        return (await self._send(queue, [entry]))[0]
+
+    async def enqueue_batch(
+        self,
+        payloads: Sequence[Any],
+        queue: str | None = None,
+        *,
+        delay_s: int = 0,
+        attributes: Mapping[str, str | int | float | bytes] | None = None,
+        group_id: str | None = None,
+    ) -> list[str]:
+        """Send many messages in batches of 10; return their MessageIds in order.
+
+        Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before sending anything if
+        one body is over 1 MiB, and :class:`~aiosqsq.errors.BackendError` naming the
+        first entry SQS refused.
+        """
+        entries = [  # ids are positional within each batch of 10, SQS's cap
+            build_send_entry(str(i % 10), payload, delay_s, attributes, group_id, None)
+            for i, payload in enumerate(payloads)
+        ]
+        ids: list[str] = []
+        for start in range(0, len(entries), 10):
+            ids.extend(await self._send(queue, entries[start : start + 10]))
+        return ids
+
+    async def _send(self, queue: str | None, entries: list[SendEntry]) -> list[str]:
+        url = await self.queue_url(queue)
+        result = await self.backend.send_batch(url, entries)
+        if result.failed:
+            failure = result.failed[0]
+            raise BackendError(failure.code, f"sending to {queue or url} failed: {failure.message}")
+        return [result.message_ids[entry.id] for entry in entries]
+
+    async def dequeue(
+        self,
+        queue: str | None = None,
+        *,
+        max_messages: int | None = None,
+        wait_time_s: float | None = None,
+    ) -> list[QueueMessage]:
+        """Receive up to ``max_messages`` messages, long polling up to ``wait_time_s``
+        (defaults: QUEUE_MAX_MESSAGES and QUEUE_WAIT_TIME_SECONDS). Each stays hidden for
+        the visibility timeout: :meth:`ack` or :meth:`nack` it before then."""
+        return await self.backend.receive(
+            await self.queue_url(queue),
+            max_messages=max_messages or self.settings.max_messages,
+            wait_time_s=self.settings.wait_time_seconds if wait_time_s is None else wait_time_s,
+            visibility_timeout_s=self.settings.visibility_timeout,
+        )
+
+    async def ack(self, message: QueueMessage) -> None:
+        """Delete ``message`` (it was handled)."""
+        result = await self.backend.delete_batch(
+            message.queue_url, [DeleteEntry("0", message.receipt_handle)]
+        )
+        _raise_first(result.failed, "delete", message)
+
+    async def nack(self, message: QueueMessage, delay_s: float = 0) -> None:
+        """Make ``message`` visible again after ``delay_s`` seconds (not deleted)."""
+        result = await self.backend.change_visibility_batch(
+            message.queue_url, [VisibilityEntry("0", message.receipt_handle, delay_s)]
+        )
+        _raise_first(result.failed, "visibility change", message)
+
+
+def build_send_entry(
+    entry_id: str,
+    payload: Any,
+    delay_s: int,
+    attributes: Mapping[str, str | int | float | bytes] | None,
+    group_id: str | None,
+    deduplication_id: str | None,
+) -> SendEntry:
+    """A checked :class:`SendEntry`: encodes the payload and the attributes."""
+    if not 0 <= delay_s <= MAX_DELAY_S:
+        raise ValueError(f"delay_s={delay_s!r}: SQS allows 0 to {MAX_DELAY_S} seconds")
+    body = encode(payload)
+    message_attributes = encode_attributes(attributes or {})
+    size = message_size(body, message_attributes)
+    if size > MAX_MESSAGE_BYTES:
+        raise PayloadTooLargeError(
+            f"message of {size} bytes (body and attributes) is over SQS's limit of "
+            f"{MAX_MESSAGE_BYTES} bytes: store the payload elsewhere (e.g. S3) and send a reference"
+        )
+    return SendEntry(entry_id, body, delay_s, message_attributes, group_id, deduplication_id)
+
+
+def encode_attributes(attributes: Mapping[str, str | int | float | bytes]) -> MessageAttributes:
+    """Plain values to SQS message attributes: str -> String, numbers -> Number, bytes -> Binary."""
+    encoded: dict[str, MessageAttributeValue] = {}
+    for name, value in attributes.items():
+        if isinstance(value, bytes):
+            encoded[name] = {"DataType": "Binary", "BinaryValue": value}
+        elif isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(f"attribute {name!r}: expected str, int, float or bytes")
+        elif isinstance(value, str):
+            encoded[name] = {"DataType": "String", "StringValue": value}
+        else:
+            encoded[name] = {"DataType": "Number", "StringValue": str(value)}
+    return encoded
+
+
+def _raise_first(failed: Sequence[Any], action: str, message: QueueMessage) -> None:
+    if failed:
+        failure = failed[0]
+        raise BackendError(
+            failure.code, f"{action} of message {message.message_id} failed: {failure.message}"
+        )

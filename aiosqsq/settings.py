@@ -1,0 +1,114 @@
+"""Settings read from ``QUEUE_*`` environment variables and ``.env``.
+
+Every field is one variable: ``QueueSettings.concurrency`` is ``QUEUE_CONCURRENCY``.
+A bad value raises :class:`~aiosqsq.errors.ConfigurationError` naming the variable,
+the value given and the form expected; secrets are never echoed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
+from aiosqsq.errors import ConfigurationError
+
+ENV_PREFIX = "QUEUE_"
+
+# The expected form of each value, quoted in error messages.
+_EXPECTED: dict[str, str] = {
+    "backend": "one of: memory, sqs",
+    "concurrency": "an integer from 1 to 10000",
+    "pollers": "an integer from 1 to 64",
+    "wait_time_seconds": "an integer from 0 to 20",
+    "max_messages": "an integer from 1 to 10",
+    "visibility_timeout": "an integer from 0 to 43200 (seconds)",
+    "shutdown_timeout": "a number of seconds >= 0",
+    "retry_base_delay": "a number of seconds >= 0",
+    "retry_max_delay": "a number of seconds from 0 to 43200",
+    "sqs_queue_url": "a queue URL or name",
+    "sqs_endpoint_url": "a URL such as http://127.0.0.1:5000",
+    "aws_region": "a region name such as eu-west-1",
+}
+_SECRETS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
+
+
+class QueueSettings(BaseSettings):
+    """Configuration of an :class:`~aiosqsq.App` or a :class:`~aiosqsq.QueueService`.
+
+    Values come from keyword arguments, then ``QUEUE_*`` environment variables, then
+    ``.env`` in the current directory, then the defaults below. AWS keys are optional:
+    without them the default AWS credential chain (environment, profile, IAM role) applies.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    backend: Literal["memory", "sqs"] = "memory"
+    sqs_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+
+    concurrency: int = Field(default=10, ge=1, le=10_000)
+    pollers: int | None = Field(default=None, ge=1, le=64)
+    wait_time_seconds: int = Field(default=5, ge=0, le=20)
+    max_messages: int = Field(default=10, ge=1, le=10)
+    visibility_timeout: int | None = Field(default=None, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
+    shutdown_timeout: float = Field(default=20.0, ge=0)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=900.0, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc)) from None
+
+    @model_validator(mode="after")
+    def _required_for_backend(self) -> QueueSettings:
+        if self.backend == "sqs" and not self.sqs_queue_url:
+            raise ValueError(
+                "QUEUE_SQS_QUEUE_URL is required when QUEUE_BACKEND=sqs: set it to the "
+                "default queue's URL or name, e.g. "
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
+            )
+        return self
+
+    @property
+    def default_queue(self) -> str:
+        """The queue a handler without ``queue=`` consumes: QUEUE_SQS_QUEUE_URL or "default"."""
+        return self.sqs_queue_url or "default"
+
+    def pollers_for(self, concurrency: int) -> int:
+        """Pollers for a handler: QUEUE_POLLERS, else one per 10 slots, at most 4."""
+        if self.pollers is not None:
+            return self.pollers
+        return max(1, min(4, -(-concurrency // 10)))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        location = error["loc"]
+        if not location:  # a model-level check: its message names the variables itself
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(location[0])
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        if field in _SECRETS:
+            lines.append(f"{variable} is invalid (value hidden): expected a string")
+            continue
+        expected = _EXPECTED.get(field, str(error["msg"]))
+        lines.append(f"{variable}={error['input']!r} is invalid: expected {expected}")
+    return "; ".join(lines)

@@ -1,0 +1,156 @@
+"""The acker alone: batching, newest handles, per-entry failures, retries, flush."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+from aiosqsq.backends.base import (
+    BatchFailure,
+    BatchResult,
+    DeleteEntry,
+    QueueMessage,
+    SendEntry,
+    VisibilityEntry,
+)
+from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.engine.acker import Acker
+from aiosqsq.engine.registry import InFlight, InFlightRegistry
+from aiosqsq.errors import BackendError
+from tests.helpers import make_queue
+
+
+class FlakyBackend(MemoryBackend):
+    """The memory backend with delete calls recorded, and failures injected on demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delete_calls: list[list[str]] = []  # receipt handles per call
+        self.raise_next: list[BackendError] = []
+        self.fail_entries_once: set[str] = set()  # receipt handles failed transiently once
+
+    async def delete_batch(self, queue_url: str, entries: Sequence[DeleteEntry]) -> BatchResult:
+        self.delete_calls.append([e.receipt_handle for e in entries])
+        if self.raise_next:
+            raise self.raise_next.pop()
+        flaky = [e for e in entries if e.receipt_handle in self.fail_entries_once]
+        self.fail_entries_once -= {e.receipt_handle for e in flaky}
+        result = await super().delete_batch(queue_url, [e for e in entries if e not in flaky])
+
+        failed = [BatchFailure(e.id, "InternalError", "try again", False) for e in flaky]
+        return BatchResult(result.successful, result.failed + tuple(failed))
+
+
+@pytest.fixture
+def backend() -> FlakyBackend:
+    return FlakyBackend()
+
+
+async def _held(
+    backend: MemoryBackend, url: str, count: int
+) -> tuple[InFlightRegistry, list[InFlight]]:
+    for start in range(0, count, 10):
+        await backend.send_batch(
+            url, [SendEntry(str(i), f"m{start + i}") for i in range(min(10, count - start))]
+        )
+    messages: list[QueueMessage] = []
+    while len(messages) < count:
+        messages += await backend.receive(url, max_messages=10, wait_time_s=0)
+    registry = InFlightRegistry()
+    entries = [registry.add(m, now=0, visibility_timeout_s=30) for m in messages]
+    return registry, entries
+
+
+async def test_deletes_are_sent_in_batches_of_at_most_ten(backend: FlakyBackend) -> None:
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 25)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    for entry in entries:
+        acker.delete(entry)
+    await acker.flush()
+    assert sorted(len(call) for call in backend.delete_calls) == [5, 10, 10]
+    assert len(registry) == 0
+    assert (await backend.get_queue_depth(url)).in_flight == 0
+
+
+async def test_the_run_loop_flushes_a_partial_batch_after_a_short_linger(
+    backend: FlakyBackend,
+) -> None:
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 3)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock(), linger_s=0.01)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(acker.run)
+        for entry in entries:
+            acker.delete(entry)
+        with anyio.fail_after(2):
+            await registry.wait_empty()
+        tg.cancel_scope.cancel()
+    assert backend.delete_calls == [[e.receipt_handle for e in entries]]
+
+
+async def test_a_redelivered_message_is_deleted_once_with_the_newest_handle(
+    backend: FlakyBackend,
+) -> None:
+    url = await make_queue(backend)
+    registry, (old,) = await _held(backend, url, 1)
+    await backend.change_visibility_batch(url, [VisibilityEntry("0", old.receipt_handle, 0)])
+    (again,) = await backend.receive(url, max_messages=1, wait_time_s=0)
+    new = registry.add(again, now=0, visibility_timeout_s=30)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    acker.delete(old)
+    acker.delete(new)
+    await acker.flush()
+    assert backend.delete_calls == [[again.receipt_handle]]
+    assert len(registry) == 0
+
+
+async def test_transient_entry_failures_are_retried_and_successes_never_resent(
+    backend: FlakyBackend,
+) -> None:
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 4)
+    backend.fail_entries_once = {entries[1].receipt_handle}
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    for entry in entries:
+        acker.delete(entry)
+    await acker.flush()
+    assert backend.delete_calls[1:] == [[entries[1].receipt_handle]]
+    assert len(registry) == 0
+    assert (await backend.get_queue_depth(url)).in_flight == 0
+
+
+async def test_a_failed_call_is_retried_whole(backend: FlakyBackend) -> None:
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 2)
+    backend.raise_next = [BackendError("ServiceUnavailable", "503", retryable=True)]
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    for entry in entries:
+        acker.delete(entry)
+    await acker.flush()
+    assert len(backend.delete_calls) == 2
+    assert (await backend.get_queue_depth(url)).in_flight == 0
+
+
+async def test_sender_faults_are_logged_once_and_dropped(
+    backend: FlakyBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 2)
+    forged = QueueMessage(url, "forged-id", "not-a-receipt-handle", "x")
+    bad = registry.add(forged, now=0, visibility_timeout_s=30)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    for entry in [*entries, bad]:
+        acker.delete(entry)
+    with caplog.at_level(logging.WARNING):
+        await acker.flush()
+    assert len(backend.delete_calls) == 1  # not retried
+    assert len(registry) == 0
+    warnings = [r.message for r in caplog.records]
+    assert len(warnings) == 1
+    assert "forged-id" in warnings[0]
+    assert "ReceiptHandleIsInvalid" in warnings[0]
+    assert (await backend.get_queue_depth(url)).in_flight == 0

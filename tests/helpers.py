@@ -1,0 +1,45 @@
+"""Helpers for tests that run the engine on the memory backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import anyio
+
+from aiosqsq import App, QueueSettings
+from aiosqsq.backends.memory import MemoryBackend
+
+
+async def make_queue(
+    backend: MemoryBackend,
+    name: str = "jobs",
+    *,
+    visibility_timeout_s: float = 30,
+    max_receive_count: int | None = 5,
+    fifo: bool = False,
+) -> str:
+    """Create ``name`` (and ``<name>-dlq`` when ``max_receive_count`` is set); return its URL."""
+    suffix = ".fifo" if fifo else ""
+    base = {"FifoQueue": "true"} if fifo else {}
+    attributes = {**base, "VisibilityTimeout": str(visibility_timeout_s)}
+    if max_receive_count is not None:
+        dlq_url = await backend.create_queue(f"{name}-dlq{suffix}", base)
+        dlq = await backend.get_queue_info(dlq_url)
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": max_receive_count}
+        )
+    return await backend.create_queue(f"{name}{suffix}", attributes)
+
+
+def make_app(backend: MemoryBackend, **settings: object) -> App:
+    options: dict[str, object] = {"backend": "memory", "sqs_queue_url": "jobs"}
+    options.update(settings)
+    return App(QueueSettings(**options), backend=backend)
+
+
+async def eventually(predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
+    """Wait (bounded) until ``predicate()`` holds; for conditions only time can bring."""
+    with anyio.fail_after(timeout_s):
+        while not predicate():
+            await anyio.sleep(0.01)

@@ -1,0 +1,69 @@
+"""The examples run: the demo as the README's first command runs it, and the embedding."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from examples import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_every_fate_and_exits_zero() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.demo", "--messages", "120"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sent 120 orders and 1 malformed message" in done.stdout
+    assert "succeeded=119" in done.stdout  # order 13 always fails
+    assert "dead_lettered=1" in done.stdout  # the malformed one, moved at once
+    assert "retried=" in done.stdout
+    assert ": 2 message(s)" in done.stdout  # order 13 redriven + the malformed one
+    assert "reason: JSONDecodeError" in done.stdout
+    assert "redriven by the queue after 5 receives" in done.stdout
+
+
+async def _request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, object]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), orjson.loads(payload)
+
+
+async def test_embedded_service_consumes_in_its_lifespan() -> None:
+    ready, stop = asyncio.Event(), asyncio.Event()
+    bound: list[int] = []
+    server = asyncio.create_task(embedded.serve(port=0, ready=ready, stop=stop, bound=bound))
+    async with asyncio.timeout(10):
+        await ready.wait()
+        port = bound[0]
+        assert await _request(port, "GET", "/health") == (200, "ok")
+        for i in range(5):
+            status, _ = await _request(port, "POST", "/orders", orjson.dumps({"id": i}))
+            assert status == 202
+        assert (await _request(port, "POST", "/orders", b"{nope"))[0] == 400
+        while len(embedded.processed) < 5:
+            await asyncio.sleep(0.01)
+        status, stats = await _request(port, "GET", "/stats")
+        assert status == 200
+        assert isinstance(stats, dict)
+        assert stats["succeeded"] == 5
+        stop.set()
+        await server
+    assert sorted(order["id"] for order in embedded.processed) == list(range(5))
