@@ -1,0 +1,752 @@
+"""The SQS backend: :class:`~aiosqsq.backends.base.QueueBackend` on Amazon SQS.
+
+The only module of aiosqsq that imports aioboto3/aiobotocore/botocore. One long-lived
+client per backend (created on first use, closed by :meth:`SQSBackend.aclose`) shares
+one aiohttp connection pool between pollers, acker, heartbeat and producer.
+
+Errors are translated in one place, :func:`_translate`:
+
+==========================================================  ====================================
+SQS / botocore                                              raised
+==========================================================  ====================================
+``QueueDoesNotExist`` / ``NonExistentQueue``                :class:`QueueNotFoundError` (queue)
+``TooManyEntriesInBatchRequest``, ``BatchEntryIdsNot...``,  :class:`BatchRequestError`, code
+``EmptyBatchRequest``, ``BatchRequestTooLong``,             ``AWS.SimpleQueueService.<Code>``
+``InvalidBatchEntryId``
+throttling, ``OverLimit``, HTTP 5xx, connection errors and  :class:`BackendError`,
+timeouts                                                    ``retryable=True``
+access denied, expired/invalid credentials, no credentials  :class:`BackendError`,
+                                                            ``retryable=False``, naming the
+                                                            operation and the queue
+anything else SQS refuses                                   :class:`BackendError` (its code)
+==========================================================  ====================================
+
+No exception text or log line carries key material: server messages are scrubbed, auth
+failures never quote the server, and botocore's own DEBUG wire logs pass through a filter
+that masks access key ids, session tokens, signatures and other long tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aioboto3  # type: ignore[import-untyped]
+from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
+
+from aiosqsq.backends.base import (
+    MAX_BATCH_ENTRIES,
+    MAX_MESSAGE_BYTES,
+    BatchFailure,
+    BatchResult,
+    DeleteEntry,
+    MessageAttributes,
+    MessageAttributeValue,
+    QueueDepth,
+    QueueInfo,
+    QueueMessage,
+    SendEntry,
+    VisibilityEntry,
+    message_size,
+)
+from aiosqsq.errors import (
+    BackendError,
+    BatchRequestError,
+    ConfigurationError,
+    QueueNotFoundError,
+)
+from aiosqsq.settings import QueueSettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REGION: Final = "us-east-1"  # only when no region is configured anywhere
+# SQS long polls last up to 20 s; the read timeout must outlast them or every idle poll
+# would end in a ReadTimeoutError (and, with a response lost, hidden messages: F14).
+READ_TIMEOUT_S: Final = 25.0
+# A loopback or regional endpoint connects in milliseconds; fail fast and let botocore's
+# retry (and the engine's backoff) try again rather than hang a heartbeat.
+CONNECT_TIMEOUT_S: Final = 3.0
+# botocore's "standard" mode retries throttling, 5xx and connection errors with jittered
+# backoff. The engine has its own backoff loop, so botocore gets few attempts: a call that
+# keeps failing surfaces within seconds instead of stacking retries on retries.
+MAX_ATTEMPTS: Final = 3
+
+# The system attributes every receive asks for (MessageSystemAttributeNames replaces the
+# deprecated AttributeNames in the botocore model this was written against).
+SYSTEM_ATTRIBUTES: Final = (
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "ApproximateFirstReceiveTimestamp",
+    "MessageGroupId",
+    "SequenceNumber",
+    "AWSTraceHeader",
+    "SenderId",
+)
+
+_PREFIX: Final = "AWS.SimpleQueueService."
+_ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_AWS_QUEUE_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?")
+
+# Error codes, without the "AWS.SimpleQueueService." prefix of the query protocol.
+_NOT_FOUND = frozenset({"QueueDoesNotExist", "NonExistentQueue"})
+_BATCH = frozenset(
+    [
+        "TooManyEntriesInBatchRequest",
+        "BatchEntryIdsNotDistinct",
+        "EmptyBatchRequest",
+        "BatchRequestTooLong",
+        "InvalidBatchEntryId",
+    ]
+)
+_THROTTLED = frozenset(
+    [
+        "ThrottlingException",
+        "Throttling",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "KmsThrottled",
+        "OverLimit",
+    ]
+)
+# QueueDeletedRecently: SQS asks for 60 s before a deleted queue's name is reused.
+_TRANSIENT = frozenset(
+    [
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "QueueDeletedRecently",
+    ]
+)
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied"})
+_BAD_CREDENTIALS = frozenset(
+    [
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidAccessKeyId",
+        "MissingAuthenticationToken",
+        "InvalidSecurity",
+        "AuthFailure",
+    ]
+)
+
+
+class SQSBackend:
+    """Amazon SQS (or moto, LocalStack, ElasticMQ at ``QUEUE_SQS_ENDPOINT_URL``).
+
+    Credentials are ``QUEUE_AWS_ACCESS_KEY_ID``/``QUEUE_AWS_SECRET_ACCESS_KEY`` (and
+    ``QUEUE_AWS_SESSION_TOKEN``) when given, read only when the client is built; otherwise
+    the default AWS credential chain (environment, profile, container or instance role),
+    whose temporary credentials botocore refreshes. The region is ``QUEUE_AWS_REGION``, else
+    the region in an ``sqs.<region>.amazonaws.com`` queue URL, else the AWS configuration
+    (``AWS_REGION``, ``AWS_DEFAULT_REGION``, profile), else ``us-east-1``.
+
+    ``max_connections`` bounds the connection pool: size it for every poller's long poll
+    plus the acker, the heartbeat and the producer, or deletes and visibility extensions
+    queue behind 20 s polls (aiohttp's pool wait has no timeout).
+
+    :meth:`receive` is not cancel-safe: a long poll cancelled mid-flight may already have
+    hidden messages on the server, which come back after their visibility timeout.
+    After :meth:`aclose`, every call raises :class:`BackendError` (code ``BackendClosed``).
+    """
+
+    receive_is_cancel_safe: bool = False
+
+    def __init__(self, settings: QueueSettings, *, max_connections: int = 50) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections={max_connections!r}: expected an integer >= 1")
+        self._endpoint_url = _checked_endpoint(settings.sqs_endpoint_url)
+        _check_credentials(settings)
+        self._settings = settings
+        self._max_connections = max_connections
+        self._session = aioboto3.Session()
+        self._region, self._region_source = _resolve_region(settings, self._session)
+        self._client: Any = None
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        endpoint = self._endpoint_url or "AWS"
+        return f"SQSBackend(endpoint={endpoint!r}, region={self._region!r})"
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    async def __aenter__(self) -> SQSBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- queues --------------------------------------------------------------------------
+
+    async def get_queue_url(self, name_or_url: str) -> str:
+        """A URL is checked (GetQueueAttributes) and returned as is; an ARN or a name goes
+        through GetQueueUrl. Raises :class:`QueueNotFoundError` naming ``name_or_url``."""
+        if _is_url(name_or_url):
+            await self._call(
+                "GetQueueAttributes", name_or_url, QueueUrl=name_or_url, AttributeNames=["QueueArn"]
+            )
+            return name_or_url
+        if name_or_url.startswith("arn:"):
+            return await self._url_for_arn(name_or_url)
+        response = await self._call("GetQueueUrl", name_or_url, QueueName=name_or_url)
+        return _text(response, "QueueUrl")
+
+    async def get_queue_info(self, queue_url: str) -> QueueInfo:
+        attributes = await self._attributes(
+            queue_url, ("QueueArn", "VisibilityTimeout", "FifoQueue", "RedrivePolicy")
+        )
+        arn = attributes.get("QueueArn", "")
+        name = arn.rsplit(":", 1)[-1] if arn else queue_url.rstrip("/").rsplit("/", 1)[-1]
+        target_arn, max_receive_count = _redrive_policy(queue_url, attributes.get("RedrivePolicy"))
+        dead_letter_queue_url = None
+        if target_arn is not None:
+            try:
+                dead_letter_queue_url = await self._url_for_arn(target_arn)
+            except QueueNotFoundError:
+                logger.warning(
+                    "queue %s: its RedrivePolicy names dead-letter queue %s, which does not "
+                    "exist; messages over maxReceiveCount cannot be moved",
+                    queue_url,
+                    target_arn,
+                )
+        return QueueInfo(
+            url=queue_url,
+            name=name,
+            arn=arn,
+            visibility_timeout_s=float(attributes.get("VisibilityTimeout", "30")),
+            fifo=attributes.get("FifoQueue", "false").lower() == "true",
+            dead_letter_queue_url=dead_letter_queue_url,
+            max_receive_count=max_receive_count,
+        )
+
+    async def get_queue_depth(self, queue_url: str) -> QueueDepth:
+        attributes = await self._attributes(
+            queue_url,
+            (
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ),
+        )
+        return QueueDepth(
+            visible=int(attributes.get("ApproximateNumberOfMessages", "0")),
+            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", "0")),
+            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", "0")),
+        )
+
+    async def create_queue(self, name: str, attributes: Mapping[str, str] | None = None) -> str:
+        """CreateQueue: returns the URL; an existing queue with the same attributes is found,
+        one with different attributes raises :class:`BackendError` (``QueueAlreadyExists``,
+        ``QueueNameExists`` in the JSON protocol's words)."""
+        response = await self._call(
+            "CreateQueue", name, QueueName=name, Attributes=dict(attributes or {})
+        )
+        return _text(response, "QueueUrl")
+
+    async def delete_queue(self, queue_url: str) -> None:
+        await self._call("DeleteQueue", queue_url, QueueUrl=queue_url)
+
+    # --- messages ------------------------------------------------------------------------
+
+    async def receive(
+        self,
+        queue_url: str,
+        *,
+        max_messages: int,
+        wait_time_s: float,
+        visibility_timeout_s: float | None = None,
+        attempt_id: str | None = None,
+    ) -> list[QueueMessage]:
+        """ReceiveMessage. SQS takes whole seconds: ``wait_time_s`` and
+        ``visibility_timeout_s`` are rounded up (rounding a wait down could turn a long poll
+        into a short one; rounding a visibility timeout down could expire it early)."""
+        params: dict[str, Any] = {
+            "QueueUrl": queue_url,
+            "MaxNumberOfMessages": max_messages,
+            "WaitTimeSeconds": math.ceil(wait_time_s),
+            "MessageSystemAttributeNames": list(SYSTEM_ATTRIBUTES),
+            "MessageAttributeNames": ["All"],
+        }
+        if visibility_timeout_s is not None:
+            params["VisibilityTimeout"] = math.ceil(visibility_timeout_s)
+        if attempt_id is not None:
+            params["ReceiveRequestAttemptId"] = attempt_id  # FIFO: a retry gets the same batch
+        response = await self._call("ReceiveMessage", queue_url, **params)
+        return [_queue_message(queue_url, raw) for raw in _items(response, "Messages")]
+
+    async def delete_batch(self, queue_url: str, entries: Sequence[DeleteEntry]) -> BatchResult:
+        _check_batch("DeleteMessageBatch", [entry.id for entry in entries])
+        response = await self._call(
+            "DeleteMessageBatch",
+            queue_url,
+            QueueUrl=queue_url,
+            Entries=[{"Id": entry.id, "ReceiptHandle": entry.receipt_handle} for entry in entries],
+        )
+        return _batch_result(response)
+
+    async def change_visibility_batch(
+        self, queue_url: str, entries: Sequence[VisibilityEntry]
+    ) -> BatchResult:
+        """ChangeMessageVisibilityBatch; timeouts are rounded up to whole seconds."""
+        _check_batch("ChangeMessageVisibilityBatch", [entry.id for entry in entries])
+        response = await self._call(
+            "ChangeMessageVisibilityBatch",
+            queue_url,
+            QueueUrl=queue_url,
+            Entries=[
+                {
+                    "Id": entry.id,
+                    "ReceiptHandle": entry.receipt_handle,
+                    "VisibilityTimeout": math.ceil(entry.visibility_timeout_s),
+                }
+                for entry in entries
+            ],
+        )
+        return _batch_result(response)
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        """SendMessageBatch. ``delay_s=0`` leaves ``DelaySeconds`` out, so the queue's own
+        delay applies (and FIFO queues, which refuse per-message delays, accept it)."""
+        _check_batch("SendMessageBatch", [entry.id for entry in entries])
+        size = sum(message_size(entry.body, entry.message_attributes) for entry in entries)
+        if size > MAX_MESSAGE_BYTES:
+            raise BatchRequestError(
+                f"{_PREFIX}BatchRequestTooLong",
+                f"SendMessageBatch: the batch is {size} bytes; SQS allows at most "
+                f"{MAX_MESSAGE_BYTES} bytes of bodies and attributes per request",
+            )
+        response = await self._call(
+            "SendMessageBatch",
+            queue_url,
+            QueueUrl=queue_url,
+            Entries=[_send_entry(entry) for entry in entries],
+        )
+        return _batch_result(response, message_ids=True)
+
+    async def aclose(self) -> None:
+        """Close the client and its connections; idempotent. Calls still in flight fail."""
+        self._closed = True
+        async with self._lock:
+            self._client = None
+            await self._stack.aclose()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _attributes(self, queue_url: str, names: Sequence[str]) -> dict[str, str]:
+        response = await self._call(
+            "GetQueueAttributes", queue_url, QueueUrl=queue_url, AttributeNames=list(names)
+        )
+        return {str(key): str(value) for key, value in _mapping(response, "Attributes").items()}
+
+    async def _url_for_arn(self, arn: str) -> str:
+        # arn:<partition>:sqs:<region>:<account>:<name>
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "sqs":
+            raise BackendError(
+                "InvalidAddress",
+                f"{arn!r} is not an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)",
+            )
+        response = await self._call(
+            "GetQueueUrl", arn, QueueName=parts[5], QueueOwnerAWSAccountId=parts[4]
+        )
+        return _text(response, "QueueUrl")
+
+    async def _call(self, operation: str, queue: str, **params: Any) -> Mapping[str, Any]:
+        """Run one SQS operation, translating every botocore failure (see the module doc)."""
+        try:
+            client = self._client if self._client is not None else await self._open()
+            method = getattr(client, _snake_case(operation))
+            response = await method(**params)
+        except (boto_errors.ClientError, boto_errors.BotoCoreError) as exc:
+            raise _translate(exc, operation, queue) from None
+        return response if isinstance(response, Mapping) else {}
+
+    async def _open(self) -> Any:
+        async with self._lock:
+            if self._closed:
+                raise BackendError("BackendClosed", f"{self!r} is closed")
+            if self._client is None:
+                install_log_redaction()
+                config = AioConfig(
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    read_timeout=READ_TIMEOUT_S,
+                    max_pool_connections=self._max_connections,
+                    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                )
+                self._client = await self._stack.enter_async_context(
+                    self._session.client(
+                        "sqs",
+                        region_name=self._region,
+                        endpoint_url=self._endpoint_url,
+                        config=config,
+                        verify=True,
+                        **self._credentials(),
+                    )
+                )
+                install_log_redaction()  # botocore imports some modules only now
+                logger.info(
+                    "SQS client ready: endpoint %s, region %s (%s), credentials from %s",
+                    self._endpoint_url or "AWS",
+                    self._region,
+                    self._region_source,
+                    "QUEUE_AWS_*" if self._settings.aws_access_key_id else "the default chain",
+                )
+            return self._client
+
+    def _credentials(self) -> dict[str, str]:
+        settings = self._settings
+        if settings.aws_access_key_id is None or settings.aws_secret_access_key is None:
+            return {}  # the default credential chain
+        credentials = {
+            "aws_access_key_id": settings.aws_access_key_id.get_secret_value(),
+            "aws_secret_access_key": settings.aws_secret_access_key.get_secret_value(),
+        }
+        if settings.aws_session_token is not None:
+            credentials["aws_session_token"] = settings.aws_session_token.get_secret_value()
+            logger.warning(
+                "QUEUE_AWS_SESSION_TOKEN is set: these temporary credentials cannot be "
+                "refreshed, and calls fail with ExpiredToken once they expire; prefer the "
+                "default credential chain (container or instance role) for long runs"
+            )
+        return credentials
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def _checked_endpoint(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(
+            "QUEUE_SQS_ENDPOINT_URL is invalid (value hidden): it must not contain a user "
+            "name or password, expected a URL such as https://sqs.eu-west-1.amazonaws.com"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"QUEUE_SQS_ENDPOINT_URL={url!r} is invalid: expected a URL such as "
+            "https://sqs.eu-west-1.amazonaws.com or http://127.0.0.1:5000"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"QUEUE_SQS_ENDPOINT_URL={url!r} is invalid: plain http is allowed only for a "
+            "loopback host (127.0.0.0/8, localhost, ::1); use https"
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_credentials(settings: QueueSettings) -> None:
+    has_key = settings.aws_access_key_id is not None
+    has_secret = settings.aws_secret_access_key is not None
+    if has_key != has_secret:
+        raise ConfigurationError(
+            "QUEUE_AWS_ACCESS_KEY_ID and QUEUE_AWS_SECRET_ACCESS_KEY must be set together "
+            "(or neither, to use the default AWS credential chain)"
+        )
+    if settings.aws_session_token is not None and not has_key:
+        raise ConfigurationError(
+            "QUEUE_AWS_SESSION_TOKEN needs QUEUE_AWS_ACCESS_KEY_ID and "
+            "QUEUE_AWS_SECRET_ACCESS_KEY as well"
+        )
+
+
+def _resolve_region(settings: QueueSettings, session: Any) -> tuple[str, str]:
+    if settings.aws_region:
+        return settings.aws_region, "QUEUE_AWS_REGION"
+    if settings.sqs_queue_url and _is_url(settings.sqs_queue_url):
+        match = _AWS_QUEUE_HOST.fullmatch(urlsplit(settings.sqs_queue_url).hostname or "")
+        if match:
+            return match.group(1), "the queue URL"
+    configured = session.region_name
+    if isinstance(configured, str) and configured:
+        return configured, "the AWS configuration"
+    return DEFAULT_REGION, "default: no region configured"
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("https://", "http://"))
+
+
+# --- request and response shapes -------------------------------------------------------
+
+
+def _check_batch(operation: str, ids: Sequence[str]) -> None:
+    """SQS's whole-request checks, made locally so every endpoint refuses alike."""
+    if not ids:
+        raise BatchRequestError(
+            f"{_PREFIX}EmptyBatchRequest", f"{operation}: a batch needs at least one entry"
+        )
+    if len(ids) > MAX_BATCH_ENTRIES:
+        raise BatchRequestError(
+            f"{_PREFIX}TooManyEntriesInBatchRequest",
+            f"{operation}: {len(ids)} entries; SQS allows at most {MAX_BATCH_ENTRIES}",
+        )
+    seen: set[str] = set()
+    for entry_id in ids:
+        if not _ENTRY_ID.fullmatch(entry_id):
+            raise BatchRequestError(
+                f"{_PREFIX}InvalidBatchEntryId",
+                f"{operation}: entry id {entry_id!r} is invalid: expected 1-80 characters "
+                "from A-Z, a-z, 0-9, '-' and '_'",
+            )
+        if entry_id in seen:
+            raise BatchRequestError(
+                f"{_PREFIX}BatchEntryIdsNotDistinct",
+                f"{operation}: entry id {entry_id!r} is repeated; ids must be unique per request",
+            )
+        seen.add(entry_id)
+
+
+def _send_entry(entry: SendEntry) -> dict[str, Any]:
+    raw: dict[str, Any] = {"Id": entry.id, "MessageBody": entry.body}
+    if entry.delay_s:
+        raw["DelaySeconds"] = entry.delay_s
+    if entry.message_attributes:
+        raw["MessageAttributes"] = {
+            name: dict(value) for name, value in entry.message_attributes.items()
+        }
+    if entry.group_id is not None:
+        raw["MessageGroupId"] = entry.group_id
+    if entry.deduplication_id is not None:
+        raw["MessageDeduplicationId"] = entry.deduplication_id
+    return raw
+
+
+def _queue_message(queue_url: str, raw: Mapping[str, Any]) -> QueueMessage:
+    return QueueMessage(
+        queue_url=queue_url,
+        message_id=_text(raw, "MessageId"),
+        receipt_handle=_text(raw, "ReceiptHandle"),
+        body=_text(raw, "Body"),
+        attributes={str(k): str(v) for k, v in _mapping(raw, "Attributes").items()},
+        message_attributes=_message_attributes(_mapping(raw, "MessageAttributes")),
+    )
+
+
+def _message_attributes(raw: Mapping[str, Any]) -> MessageAttributes:
+    attributes: dict[str, MessageAttributeValue] = {}
+    for name, value in raw.items():
+        if not isinstance(value, Mapping):
+            continue
+        attribute = MessageAttributeValue(DataType=str(value.get("DataType", "String")))
+        if isinstance(value.get("StringValue"), str):
+            attribute["StringValue"] = value["StringValue"]
+        if isinstance(value.get("BinaryValue"), bytes | bytearray):
+            attribute["BinaryValue"] = bytes(value["BinaryValue"])
+        attributes[str(name)] = attribute
+    return attributes
+
+
+def _batch_result(response: Mapping[str, Any], *, message_ids: bool = False) -> BatchResult:
+    successful = _items(response, "Successful")
+    return BatchResult(
+        successful=tuple(_text(entry, "Id") for entry in successful),
+        failed=tuple(
+            BatchFailure(
+                id=_text(entry, "Id"),
+                code=_text(entry, "Code"),
+                message=scrub(_text(entry, "Message")),
+                sender_fault=entry.get("SenderFault") is True,
+            )
+            for entry in _items(response, "Failed")
+        ),
+        message_ids=(
+            {_text(entry, "Id"): _text(entry, "MessageId") for entry in successful}
+            if message_ids
+            else {}
+        ),
+    )
+
+
+def _redrive_policy(queue_url: str, policy: str | None) -> tuple[str | None, int | None]:
+    """(deadLetterTargetArn, maxReceiveCount) from a RedrivePolicy, or (None, None)."""
+    if not policy:
+        return None, None
+    try:
+        parsed = json.loads(policy)
+        target = parsed["deadLetterTargetArn"]
+        count = int(parsed["maxReceiveCount"])  # SQS returns it as a string or a number
+    except (ValueError, TypeError, KeyError):
+        logger.warning("queue %s: its RedrivePolicy is not valid JSON of SQS's shape", queue_url)
+        return None, None
+    return (target if isinstance(target, str) else None), count
+
+
+def _snake_case(operation: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+
+
+def _mapping(value: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    item = value.get(key)
+    return item if isinstance(item, Mapping) else {}
+
+
+def _items(value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    item = value.get(key)
+    if not isinstance(item, list):
+        return []
+    return [entry for entry in item if isinstance(entry, Mapping)]
+
+
+def _text(value: Mapping[str, Any], key: str) -> str:
+    item = value.get(key)
+    return item if isinstance(item, str) else ""
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def _translate(exc: Exception, operation: str, queue: str) -> BackendError:
+    """The one place where botocore's failures become aiosqsq's (module docstring)."""
+    action = f"sqs:{operation} on queue {queue!r}"
+    if isinstance(exc, boto_errors.ClientError):
+        return _translate_client_error(exc, operation, queue, action)
+    name = type(exc).__name__
+    if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
+        return BackendError(
+            "NoCredentials",
+            f"{action} failed: no usable AWS credentials; set QUEUE_AWS_ACCESS_KEY_ID and "
+            "QUEUE_AWS_SECRET_ACCESS_KEY or configure the default AWS credential chain",
+        )
+    if isinstance(exc, boto_errors.CredentialRetrievalError):
+        return BackendError(
+            "CredentialRetrievalError",
+            f"{action} failed: the default AWS credential chain could not fetch credentials",
+            retryable=True,
+        )
+    if isinstance(exc, boto_errors.SSLError):
+        return BackendError(
+            "SSLError",
+            f"{action} failed: TLS verification of the endpoint failed ({scrub(str(exc))})",
+        )
+    if isinstance(exc, boto_errors.ConnectionError | boto_errors.HTTPClientError):
+        return BackendError(name, f"{action} failed: {scrub(str(exc))}", retryable=True)
+    return BackendError(name, f"{action} failed: {scrub(str(exc))}")
+
+
+def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -> BackendError:
+    response = exc.response if isinstance(exc.response, Mapping) else {}
+    error = _mapping(response, "Error")
+    code = _text(error, "Code") or "Unknown"
+    # botocore surfaces the query-protocol code (AWS.SimpleQueueService.NonExistentQueue)
+    # when SQS sends it, and the JSON-protocol name (QueueDoesNotExist) otherwise.
+    bare = {code.removeprefix(_PREFIX), _text(error, "QueryErrorCode").removeprefix(_PREFIX)}
+    status = _mapping(response, "ResponseMetadata").get("HTTPStatusCode")
+    if bare & _NOT_FOUND:
+        return QueueNotFoundError(queue)
+    if bare & _BATCH:
+        batch_code = sorted(bare & _BATCH)[0]
+        return BatchRequestError(f"{_PREFIX}{batch_code}", f"{operation}: {_server_message(error)}")
+    if bare & _DENIED:
+        return BackendError(
+            code,
+            f"{action} was denied ({code}): allow sqs:{operation} on this queue in the "
+            "caller's IAM policy (and kms:Decrypt for an SSE-KMS queue)",
+        )
+    if bare & _BAD_CREDENTIALS:
+        return BackendError(
+            code,
+            f"{action} was refused: the AWS credentials are invalid or expired ({code}); "
+            "check QUEUE_AWS_ACCESS_KEY_ID/QUEUE_AWS_SECRET_ACCESS_KEY/QUEUE_AWS_SESSION_TOKEN "
+            "or the default credential chain",
+        )
+    retryable = bool(bare & (_THROTTLED | _TRANSIENT)) or (
+        isinstance(status, int) and status >= 500
+    )
+    return BackendError(code, f"{action} failed: {_server_message(error)}", retryable=retryable)
+
+
+def _server_message(error: Mapping[str, Any]) -> str:
+    return scrub(_text(error, "Message")) or "(no message)"
+
+
+# --- secrets out of text and logs ------------------------------------------------------
+
+_SCRUBBERS: Final = (
+    # Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<date>/..., Signature=<hex>
+    (re.compile(r"(Credential=)[^/\s,'\"]+"), r"\1***"),
+    (re.compile(r"(Signature=)[0-9a-fA-F]+"), r"\1***"),
+    # X-Amz-Security-Token as a header (dict repr or canonical request) or a query parameter
+    (
+        re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.IGNORECASE),
+        r"\1***",
+    ),
+    # access key ids, wherever they appear
+    (
+        re.compile(r"\b(A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{12,}\b"),
+        r"\1***",
+    ),
+    # anything long and token-like (secret keys are 40 characters, tokens and receipt
+    # handles longer): keep a short prefix, enough to tell handles apart in a log
+    (re.compile(r"[A-Za-z0-9+/=_-]{40,}"), lambda m: f"{m.group(0)[:8]}…"),
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with key ids, tokens, signatures and other long secrets masked."""
+    for pattern, replacement in _SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks secrets in records of botocore's DEBUG wire logs (boto/botocore#2626)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as it would
+            return True
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+_REDACTOR: Final = _RedactingFilter()
+_WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to every botocore/aiobotocore logger that exists.
+
+    Filters on a logger see only its own records, not its children's, so each one gets it;
+    idempotent, and repeated after the client is built as botocore imports lazily."""
+    names = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name.split(".", 1)[0] in _WIRE_LOGGERS
+    ]
+    for name in {*_WIRE_LOGGERS, *names}:
+        target = logging.getLogger(name)
+        if _REDACTOR not in target.filters:
+            target.addFilter(_REDACTOR)
