@@ -25,6 +25,7 @@ from aiosqsq.backends.base import (
 )
 from aiosqsq.codec import encode
 from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
+from aiosqsq.producer import Producer
 from aiosqsq.settings import QueueSettings
 
 # Queues the memory backend creates on first use get a dead-letter queue, as a
@@ -47,6 +48,7 @@ class QueueService:
         self._owns_backend = backend is None  # a backend passed in is the caller's to close
         self.backend = backend if backend is not None else create_backend(self.settings)
         self._urls: dict[str, str] = {}
+        self._producer = Producer(self.backend)
 
     def __repr__(self) -> str:
         return f"QueueService(backend={self.settings.backend!r})"
@@ -105,9 +107,15 @@ class QueueService:
         group_id: str | None = None,
         deduplication_id: str | None = None,
     ) -> str:
-        """Send one message; return its MessageId. See :meth:`enqueue_batch`."""
+        """Send one message; return its MessageId.
+
+        Concurrent calls are coalesced into SendMessageBatch requests (see
+        :mod:`aiosqsq.producer`). Raises :class:`~aiosqsq.errors.PayloadTooLargeError`
+        before sending if the message is over 1 MiB, and
+        :class:`~aiosqsq.errors.BackendError` if SQS refuses it.
+        """
         entry = build_send_entry("0", payload, delay_s, attributes, group_id, deduplication_id)
-        return (await self._send(queue, [entry]))[0]
+        return await self._producer.send(await self.queue_url(queue), entry)
 
     async def enqueue_batch(
         self,
