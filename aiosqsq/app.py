@@ -170,6 +170,10 @@ class App:
         With ``burst``, return once every queue is empty and nothing is held. A first
         signal stops gracefully; a second one cancels the running handlers at once
         (their messages are still handed back). The backend is closed on return.
+
+        Raises the error that stopped consuming when it cannot go on (for example
+        :class:`~aiosqsq.errors.QueueNotFoundError`, or a BackendError for denied
+        access); transient failures (throttling, 5xx, network) are retried instead.
         """
         if not self._handlers:
             raise ConfigurationError(
@@ -181,6 +185,8 @@ class App:
                     tg.start_soon(self._watch_signals, tg.cancel_scope)
                 await self._serve(burst=burst)
                 tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _sole_error(group) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await self.service.aclose()
@@ -275,3 +281,16 @@ class App:
     def _notify(self, fate: Fate, message: QueueMessage) -> None:
         for observer in self._observers:
             observer(fate, message)
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested task-group exception groups, or the group itself."""
+    errors: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            errors.append(error)
+    return errors[0] if len(errors) == 1 else group

@@ -8,7 +8,7 @@ import signal
 import anyio
 import pytest
 
-from aiosqsq import Message
+from aiosqsq import Message, QueueNotFoundError
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.engine.stats import Statistics
 from tests.helpers import eventually, make_app, make_queue
@@ -169,3 +169,24 @@ async def test_sigterm_stops_gracefully_and_a_second_forces(backend: MemoryBacke
     assert result[0].released == 1
     messages = await backend.receive(url, max_messages=1, wait_time_s=0)
     assert [m.body for m in messages] == ["job"]
+
+
+async def test_a_queue_deleted_under_the_consumer_stops_it_with_a_clear_error(
+    backend: MemoryBackend,
+) -> None:
+    url = await make_queue(backend, "vanishing", max_receive_count=None)
+    app = make_app(backend, sqs_queue_url="vanishing", wait_time_seconds=20)
+
+    @app.handler()
+    async def handle(payload: str) -> None: ...
+
+    async def delete_soon() -> None:
+        await eventually(lambda: bool(app._consumers))
+        await backend.delete_queue(url)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(delete_soon)
+            with pytest.raises(QueueNotFoundError) as raised:
+                await app.run(handle_signals=False)
+    assert "queue 'memory://queues/vanishing' does not exist" in str(raised.value)
