@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NotRequired, Protocol, TypedDict
 
-# SQS limits (Amazon SQS Developer Guide, "Quotas"); the memory backend enforces the same.
+# SQS limits (Amazon SQS Developer Guide, "Quotas"). Both backends check a request's shape
+# by them (limits.py); the memory backend enforces the server's side too (memory_rules.py).
 MAX_BATCH_ENTRIES = 10
 MAX_RECEIVE_MESSAGES = 10
 MAX_WAIT_TIME_S = 20
 MAX_MESSAGE_BYTES = 1_048_576  # body + message attributes, and the whole batch request
-MAX_VISIBILITY_TIMEOUT_S = 43_200  # 12 hours, counted from the first receive
+# 12 hours, counted from the receive that issued the current receipt handle (each in-flight
+# period anew), not from the message's first receive.
+MAX_VISIBILITY_TIMEOUT_S = 43_200
 MAX_DELAY_S = 900
 MAX_MESSAGE_ATTRIBUTES = 10
 

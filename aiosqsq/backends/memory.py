@@ -10,7 +10,9 @@ Modelled, as Amazon SQS behaves:
   ``maxReceiveCount`` receives (the DLQ's receive count restarts);
 * FIFO queues: strict order and one-batch-at-a-time per ``MessageGroupId``, the 5-minute
   deduplication window (explicit id or ``ContentBasedDeduplication``), sequence numbers;
-* every batch, entry and size limit of ``base.py``, with SQS's error codes.
+* every batch, entry and size limit of ``base.py``, with SQS's error codes: the rules
+  shared with the SQS backend are in ``limits.py``, the ones that depend on a queue in
+  ``memory_rules.py``.
 
 Not modelled: message retention (``MessageRetentionPeriod`` is validated, but messages
 never expire), ``ReceiveRequestAttemptId`` (accepted and ignored: a cancelled receive here
@@ -27,24 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
-import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from aiosqsq.backends.base import (
-    MAX_BATCH_ENTRIES,
-    MAX_DELAY_S,
-    MAX_MESSAGE_ATTRIBUTES,
-    MAX_MESSAGE_BYTES,
     MAX_RECEIVE_MESSAGES,
     MAX_VISIBILITY_TIMEOUT_S,
     MAX_WAIT_TIME_S,
@@ -57,51 +52,22 @@ from aiosqsq.backends.base import (
     QueueMessage,
     SendEntry,
     VisibilityEntry,
-    message_size,
 )
-from aiosqsq.errors import BackendError, BatchRequestError, QueueNotFoundError
+from aiosqsq.backends.limits import check_batch, check_send_batch
+from aiosqsq.backends.memory_rules import (
+    QueueConfig,
+    check_range,
+    parse_queue_attributes,
+    send_problem,
+    visibility_problem,
+    visibility_timeout_problem,
+)
+from aiosqsq.errors import BackendError, QueueNotFoundError
 
 URL_PREFIX = "memory://queues/"
 ARN_PREFIX = "arn:aws:sqs:memory:000000000000:"
 DEDUPLICATION_WINDOW_S = 300  # SQS FIFO: a repeated deduplication id is dropped for 5 minutes
 _SENDER_ID = "000000000000"
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")  # batch entry ids; queue names without ".fifo"
-# SQS accepts only these characters in a body (XML 1.0's Char production).
-_FORBIDDEN_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# Queue attribute -> (config field, lowest, highest), per CreateQueue's documented ranges.
-_NUMERIC_ATTRIBUTES = {
-    "VisibilityTimeout": ("visibility_timeout_s", 0, MAX_VISIBILITY_TIMEOUT_S),
-    "DelaySeconds": ("delay_s", 0, MAX_DELAY_S),
-    "ReceiveMessageWaitTimeSeconds": ("wait_time_s", 0, MAX_WAIT_TIME_S),
-    "MessageRetentionPeriod": ("retention_s", 60, 1_209_600),
-    "MaximumMessageSize": ("max_message_bytes", 1024, MAX_MESSAGE_BYTES),
-}
-# Accepted and compared on re-creation, but without effect in memory.
-_INERT_ATTRIBUTES = frozenset(
-    [
-        "Policy",
-        "RedriveAllowPolicy",
-        "KmsMasterKeyId",
-        "KmsDataKeyReusePeriodSeconds",
-        "SqsManagedSseEnabled",
-        "DeduplicationScope",
-        "FifoThroughputLimit",
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _QueueConfig:
-    visibility_timeout_s: float = 30
-    delay_s: float = 0
-    wait_time_s: float = 0
-    retention_s: float = 345_600
-    max_message_bytes: float = MAX_MESSAGE_BYTES
-    fifo: bool = False
-    content_based_deduplication: bool = False
-    dead_letter_queue: str | None = None  # a queue name
-    max_receive_count: int | None = None
-    inert: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(eq=False, slots=True)
@@ -123,7 +89,7 @@ class _Message:
 @dataclass(eq=False, slots=True)
 class _Queue:
     name: str
-    config: _QueueConfig
+    config: QueueConfig
     messages: dict[str, _Message] = field(default_factory=dict)  # by MessageId, send order
     deduplication: dict[str, tuple[float, str]] = field(default_factory=dict)  # -> expiry, id
     sequence: int = 0
@@ -139,58 +105,8 @@ class _Queue:
             self.wakeup = None
 
 
-def _invalid(message: str) -> BackendError:
-    return BackendError("InvalidParameterValue", message)
-
-
-def _check_range(parameter: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise _invalid(
-            f"Value {value} for parameter {parameter} is invalid. "
-            f"Reason: Must be between {low} and {high}."
-        )
-
-
-def _check_batch(entries: Sequence[DeleteEntry | VisibilityEntry | SendEntry]) -> None:
-    code = "AWS.SimpleQueueService."
-    if not entries:
-        raise BatchRequestError(code + "EmptyBatchRequest", "the batch has no entries")
-    if len(entries) > MAX_BATCH_ENTRIES:
-        raise BatchRequestError(
-            code + "TooManyEntriesInBatchRequest",
-            f"a batch holds at most {MAX_BATCH_ENTRIES} entries; this one has {len(entries)}",
-        )
-    seen: set[str] = set()
-    for entry in entries:
-        if not _NAME.fullmatch(entry.id):
-            raise BatchRequestError(
-                code + "InvalidBatchEntryId",
-                f"entry id {entry.id!r} is not 1-80 characters of [A-Za-z0-9_-]",
-            )
-        if entry.id in seen:
-            raise BatchRequestError(code + "BatchEntryIdsNotDistinct", f"Id {entry.id} repeated")
-        seen.add(entry.id)
-
-
 def _fail(entry_id: str, code: str, message: str) -> BatchFailure:
     return BatchFailure(id=entry_id, code=code, message=message, sender_fault=True)
-
-
-def _attributes_problem(attributes: MessageAttributes) -> str | None:
-    if len(attributes) > MAX_MESSAGE_ATTRIBUTES:
-        return f"a message has at most {MAX_MESSAGE_ATTRIBUTES} attributes, not {len(attributes)}"
-    for name, value in attributes.items():
-        kind = value["DataType"].split(".", 1)[0]
-        if kind == "Binary" and "BinaryValue" not in value:
-            return f"message attribute {name!r} of type Binary needs a BinaryValue"
-        if kind in ("String", "Number") and not value.get("StringValue"):
-            return f"message attribute {name!r} of type {kind} needs a non-empty StringValue"
-        if kind not in ("Binary", "String", "Number"):
-            return (
-                f"message attribute {name!r} has type {value['DataType']!r}: "
-                "use String, Number or Binary"
-            )
-    return None
 
 
 class MemoryBackend:
@@ -230,7 +146,7 @@ class MemoryBackend:
 
     async def create_queue(self, name: str, attributes: Mapping[str, str] | None = None) -> str:
         self._check_open()
-        config = self._parse_attributes(name, attributes or {})
+        config = parse_queue_attributes(name, attributes or {}, self._dead_letter_queue)
         existing = self._queues.get(name)
         if existing is not None:
             if existing.config != config:
@@ -296,10 +212,10 @@ class MemoryBackend:
         Cancel-safe: messages are marked received only in the step that returns them, and
         a receive cancelled before that step (even one already woken) takes nothing.
         """
-        _check_range("MaxNumberOfMessages", max_messages, 1, MAX_RECEIVE_MESSAGES)
-        _check_range("WaitTimeSeconds", wait_time_s, 0, MAX_WAIT_TIME_S)
+        check_range("MaxNumberOfMessages", max_messages, 1, MAX_RECEIVE_MESSAGES)
+        check_range("WaitTimeSeconds", wait_time_s, 0, MAX_WAIT_TIME_S)
         if visibility_timeout_s is not None:
-            _check_range("VisibilityTimeout", visibility_timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S)
+            check_range("VisibilityTimeout", visibility_timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S)
         deadline = anyio.current_time() + wait_time_s
         while True:
             # A cancel requested while we were waiting may arrive after the wake-up: honour it
@@ -324,7 +240,7 @@ class MemoryBackend:
         for the newest handle.
         """
         queue = self._queue_by_url(queue_url)
-        _check_batch(entries)
+        check_batch("DeleteMessageBatch", entries)
         successful: list[str] = []
         failed: list[BatchFailure] = []
         for entry in entries:
@@ -348,7 +264,7 @@ class MemoryBackend:
         whole seconds, so 43,200 right after a receive is accepted.
         """
         queue = self._queue_by_url(queue_url)
-        _check_batch(entries)
+        check_batch("ChangeMessageVisibilityBatch", entries)
         now = self._clock()
         successful: list[str] = []
         failed: list[BatchFailure] = []
@@ -373,15 +289,8 @@ class MemoryBackend:
         with the original MessageId and is not enqueued again.
         """
         queue = self._queue_by_url(queue_url)
-        _check_batch(entries)
-        total = sum(message_size(e.body, e.message_attributes) for e in entries)
-        if total > MAX_MESSAGE_BYTES:
-            raise BatchRequestError(
-                "AWS.SimpleQueueService.BatchRequestTooLong",
-                f"Batch requests cannot be longer than {MAX_MESSAGE_BYTES} bytes. "
-                f"You have sent {total} bytes.",
-            )
-        problems = {e.id: p for e in entries if (p := self._send_problem(queue, e)) is not None}
+        check_send_batch(entries)
+        problems = {e.id: p for e in entries if (p := send_problem(e, queue.config)) is not None}
         now = self._clock()
         while queue.deduplication:  # entries expire in insertion order
             oldest = next(iter(queue.deduplication))
@@ -413,61 +322,12 @@ class MemoryBackend:
             raise QueueNotFoundError(queue_url)
         return self._queue(queue_url.removeprefix(URL_PREFIX), queue_url)
 
-    def _parse_attributes(self, name: str, attributes: Mapping[str, str]) -> _QueueConfig:
-        values: dict[str, Any] = {}
-        inert: list[tuple[str, str]] = []
-        for key, value in attributes.items():
-            if key in _NUMERIC_ATTRIBUTES:
-                target, low, high = _NUMERIC_ATTRIBUTES[key]
-                try:
-                    number = float(value)
-                except ValueError:
-                    raise _invalid(f"attribute {key}={value!r} is not a number") from None
-                _check_range(key, number, low, high)
-                values[target] = number
-            elif key in ("FifoQueue", "ContentBasedDeduplication"):
-                if value.lower() not in ("true", "false"):
-                    raise _invalid(f"attribute {key}={value!r} must be 'true' or 'false'")
-                flag = "fifo" if key == "FifoQueue" else "content_based_deduplication"
-                values[flag] = value.lower() == "true"
-            elif key in _INERT_ATTRIBUTES:
-                inert.append((key, value))
-            elif key != "RedrivePolicy":
-                raise BackendError("InvalidAttributeName", f"unknown queue attribute {key!r}")
-        fifo = bool(values.get("fifo", False))
-        if not _NAME.fullmatch(name.removesuffix(".fifo")) or len(name) > 80:
-            raise _invalid(f"queue name {name!r} is not 1-80 characters of [A-Za-z0-9_-]")
-        if fifo != name.endswith(".fifo"):
-            raise _invalid(
-                f"queue name {name!r}: a queue is FIFO (FifoQueue=true) exactly when "
-                "its name ends with '.fifo'"
-            )
-        if values.get("content_based_deduplication") and not fifo:
-            raise _invalid("ContentBasedDeduplication applies to FIFO queues only")
-        if "RedrivePolicy" in attributes:
-            policy = attributes["RedrivePolicy"]
-            values["dead_letter_queue"], values["max_receive_count"] = self._parse_redrive(
-                policy, fifo
-            )
-        return _QueueConfig(**values, inert=tuple(sorted(inert)))
-
-    def _parse_redrive(self, policy: str, fifo: bool) -> tuple[str, int]:
-        problem = f"Value {policy} for parameter RedrivePolicy is invalid. Reason: "
-        try:
-            parsed = json.loads(policy)
-            arn = str(parsed["deadLetterTargetArn"])
-            max_receive_count = int(parsed["maxReceiveCount"])
-        except (ValueError, KeyError, TypeError):
-            raise _invalid(
-                problem + "expected JSON with deadLetterTargetArn and maxReceiveCount"
-            ) from None
-        dlq = self._queues.get(arn.removeprefix(ARN_PREFIX)) if arn.startswith(ARN_PREFIX) else None
-        if dlq is None:
-            raise _invalid(problem + f"dead-letter target {arn} does not exist")
-        if dlq.config.fifo != fifo:
-            raise _invalid(problem + "the dead-letter queue must be of the same type (FIFO)")
-        _check_range("maxReceiveCount", max_receive_count, 1, 1000)
-        return dlq.name, max_receive_count
+    def _dead_letter_queue(self, arn: str) -> tuple[str, QueueConfig] | None:
+        """The name and config of the queue a RedrivePolicy's ARN names, or None."""
+        if not arn.startswith(ARN_PREFIX):
+            return None
+        queue = self._queues.get(arn.removeprefix(ARN_PREFIX))
+        return None if queue is None else (queue.name, queue.config)
 
     def _take(
         self, queue: _Queue, max_messages: int, visibility_timeout_s: float | None
@@ -567,87 +427,16 @@ class MemoryBackend:
         self, queue: _Queue, entry: VisibilityEntry, now: float
     ) -> _Message | BatchFailure:
         """The in-flight message ``entry`` may change, or why SQS would refuse the entry."""
-        timeout = entry.visibility_timeout_s
-        if not 0 <= timeout <= MAX_VISIBILITY_TIMEOUT_S:
-            return _fail(
-                entry.id,
-                "InvalidParameterValue",
-                f"Value {timeout} for parameter VisibilityTimeout is invalid. "
-                f"Reason: Must be between 0 and {MAX_VISIBILITY_TIMEOUT_S}.",
-            )
+        if (problem := visibility_timeout_problem(entry.visibility_timeout_s)) is not None:
+            return _fail(entry.id, *problem)
         message_id = self._open_handle(queue, entry.receipt_handle)
         if message_id is None:
             return self._invalid_handle(entry)
         message = queue.messages.get(message_id)
-        if message is None:
-            return _fail(
-                entry.id,
-                "ReceiptHandleIsInvalid",
-                "Message does not exist or is not available for visibility timeout change",
-            )
-        if message.receipt_handle != entry.receipt_handle:
-            return _fail(
-                entry.id,
-                "InvalidParameterValue",
-                f"Value {entry.receipt_handle} for parameter ReceiptHandle is invalid. "
-                "Reason: The receipt handle has expired.",
-            )
-        if message.visible_at <= now:
-            return _fail(
-                entry.id,
-                "AWS.SimpleQueueService.MessageNotInflight",
-                f"message {message_id} is not in flight: its visibility timeout has lapsed",
-            )
-        if math.floor(now - message.received_at) + timeout > MAX_VISIBILITY_TIMEOUT_S:
-            return _fail(
-                entry.id,
-                "InvalidParameterValue",
-                f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Total "
-                f"VisibilityTimeout for the message is beyond the limit "
-                f"[{MAX_VISIBILITY_TIMEOUT_S} seconds]",
-            )
+        if (problem := visibility_problem(entry, message, now)) is not None:
+            return _fail(entry.id, *problem)
+        assert message is not None  # visibility_problem refuses a missing message
         return message
-
-    def _send_problem(self, queue: _Queue, entry: SendEntry) -> tuple[str, str] | None:
-        """(code, message) of the first reason SQS would refuse this entry, or None."""
-        if not entry.body:
-            return "InvalidParameterValue", "the message body must not be empty"
-        if (match := _FORBIDDEN_CHAR.search(entry.body)) is not None:
-            return "InvalidMessageContents", (
-                f"Invalid characters found: the body holds {match.group()!r} at offset "
-                f"{match.start()}, outside #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF"
-            )
-        if (problem := _attributes_problem(entry.message_attributes)) is not None:
-            return "InvalidParameterValue", problem
-        size = message_size(entry.body, entry.message_attributes)
-        if size > queue.config.max_message_bytes:
-            return "InvalidParameterValue", (
-                f"One or more parameters are invalid. Reason: Message must be shorter than "
-                f"{int(queue.config.max_message_bytes)} bytes (body and attributes); "
-                f"it is {size} bytes."
-            )
-        if not 0 <= entry.delay_s <= MAX_DELAY_S:
-            return "InvalidParameterValue", (
-                f"Value {entry.delay_s} for parameter DelaySeconds is invalid. "
-                f"Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_S}."
-            )
-        if not queue.config.fifo:
-            if entry.deduplication_id is not None:
-                return "InvalidParameterValue", "MessageDeduplicationId applies to FIFO queues only"
-            return None
-        if entry.delay_s:
-            return "InvalidParameterValue", (
-                f"Value {entry.delay_s} for parameter DelaySeconds is invalid. Reason: "
-                "FIFO queues take no per-message delay: set the queue's DelaySeconds instead."
-            )
-        if not entry.group_id:
-            return "MissingParameter", "The request must contain the parameter MessageGroupId."
-        if entry.deduplication_id is None and not queue.config.content_based_deduplication:
-            return "InvalidParameterValue", (
-                "The queue should either have ContentBasedDeduplication enabled or "
-                "MessageDeduplicationId provided explicitly"
-            )
-        return None
 
     def _enqueue(self, queue: _Queue, entry: SendEntry, now: float) -> str:
         deduplication_id = sequence_number = None

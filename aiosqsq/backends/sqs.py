@@ -23,7 +23,11 @@ anything else SQS refuses                                   :class:`BackendError
 
 No exception text or log line carries key material: server messages are scrubbed, auth
 failures never quote the server, and botocore's own DEBUG wire logs pass through a filter
-that masks access key ids, session tokens, signatures and other long tokens.
+that masks access key ids, session tokens, signatures and other long tokens
+(:mod:`aiosqsq.redaction`).
+
+Batches are checked before they are sent, by the same rules as the memory backend
+(:mod:`aiosqsq.backends.limits`), so every endpoint refuses a malformed batch alike.
 """
 
 from __future__ import annotations
@@ -44,8 +48,6 @@ from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
 
 from aiosqsq.backends.base import (
-    MAX_BATCH_ENTRIES,
-    MAX_MESSAGE_BYTES,
     BatchFailure,
     BatchResult,
     DeleteEntry,
@@ -56,14 +58,15 @@ from aiosqsq.backends.base import (
     QueueMessage,
     SendEntry,
     VisibilityEntry,
-    message_size,
 )
+from aiosqsq.backends.limits import CODE_PREFIX, check_batch, check_send_batch
 from aiosqsq.errors import (
     BackendError,
     BatchRequestError,
     ConfigurationError,
     QueueNotFoundError,
 )
+from aiosqsq.redaction import install_log_redaction, scrub
 from aiosqsq.settings import QueueSettings
 
 logger = logging.getLogger(__name__)
@@ -92,8 +95,6 @@ SYSTEM_ATTRIBUTES: Final = (
     "SenderId",
 )
 
-_PREFIX: Final = "AWS.SimpleQueueService."
-_ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _AWS_QUEUE_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?")
 
 # Error codes, without the "AWS.SimpleQueueService." prefix of the query protocol.
@@ -294,7 +295,7 @@ class SQSBackend:
         return [_queue_message(queue_url, raw) for raw in _items(response, "Messages")]
 
     async def delete_batch(self, queue_url: str, entries: Sequence[DeleteEntry]) -> BatchResult:
-        _check_batch("DeleteMessageBatch", [entry.id for entry in entries])
+        check_batch("DeleteMessageBatch", entries)
         response = await self._call(
             "DeleteMessageBatch",
             queue_url,
@@ -307,7 +308,7 @@ class SQSBackend:
         self, queue_url: str, entries: Sequence[VisibilityEntry]
     ) -> BatchResult:
         """ChangeMessageVisibilityBatch; timeouts are rounded up to whole seconds."""
-        _check_batch("ChangeMessageVisibilityBatch", [entry.id for entry in entries])
+        check_batch("ChangeMessageVisibilityBatch", entries)
         response = await self._call(
             "ChangeMessageVisibilityBatch",
             queue_url,
@@ -326,14 +327,7 @@ class SQSBackend:
     async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         """SendMessageBatch. ``delay_s=0`` leaves ``DelaySeconds`` out, so the queue's own
         delay applies (and FIFO queues, which refuse per-message delays, accept it)."""
-        _check_batch("SendMessageBatch", [entry.id for entry in entries])
-        size = sum(message_size(entry.body, entry.message_attributes) for entry in entries)
-        if size > MAX_MESSAGE_BYTES:
-            raise BatchRequestError(
-                f"{_PREFIX}BatchRequestTooLong",
-                f"SendMessageBatch: the batch is {size} bytes; SQS allows at most "
-                f"{MAX_MESSAGE_BYTES} bytes of bodies and attributes per request",
-            )
+        check_send_batch(entries)
         response = await self._call(
             "SendMessageBatch",
             queue_url,
@@ -499,33 +493,6 @@ def _is_url(value: str) -> bool:
 # --- request and response shapes -------------------------------------------------------
 
 
-def _check_batch(operation: str, ids: Sequence[str]) -> None:
-    """SQS's whole-request checks, made locally so every endpoint refuses alike."""
-    if not ids:
-        raise BatchRequestError(
-            f"{_PREFIX}EmptyBatchRequest", f"{operation}: a batch needs at least one entry"
-        )
-    if len(ids) > MAX_BATCH_ENTRIES:
-        raise BatchRequestError(
-            f"{_PREFIX}TooManyEntriesInBatchRequest",
-            f"{operation}: {len(ids)} entries; SQS allows at most {MAX_BATCH_ENTRIES}",
-        )
-    seen: set[str] = set()
-    for entry_id in ids:
-        if not _ENTRY_ID.fullmatch(entry_id):
-            raise BatchRequestError(
-                f"{_PREFIX}InvalidBatchEntryId",
-                f"{operation}: entry id {entry_id!r} is invalid: expected 1-80 characters "
-                "from A-Z, a-z, 0-9, '-' and '_'",
-            )
-        if entry_id in seen:
-            raise BatchRequestError(
-                f"{_PREFIX}BatchEntryIdsNotDistinct",
-                f"{operation}: entry id {entry_id!r} is repeated; ids must be unique per request",
-            )
-        seen.add(entry_id)
-
-
 def _send_entry(entry: SendEntry) -> dict[str, Any]:
     raw: dict[str, Any] = {"Id": entry.id, "MessageBody": entry.body}
     if entry.delay_s:
@@ -659,13 +626,18 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
     code = _text(error, "Code") or "Unknown"
     # botocore surfaces the query-protocol code (AWS.SimpleQueueService.NonExistentQueue)
     # when SQS sends it, and the JSON-protocol name (QueueDoesNotExist) otherwise.
-    bare = {code.removeprefix(_PREFIX), _text(error, "QueryErrorCode").removeprefix(_PREFIX)}
+    bare = {
+        code.removeprefix(CODE_PREFIX),
+        _text(error, "QueryErrorCode").removeprefix(CODE_PREFIX),
+    }
     status = _mapping(response, "ResponseMetadata").get("HTTPStatusCode")
     if bare & _NOT_FOUND:
         return QueueNotFoundError(queue)
     if bare & _BATCH:
         batch_code = sorted(bare & _BATCH)[0]
-        return BatchRequestError(f"{_PREFIX}{batch_code}", f"{operation}: {_server_message(error)}")
+        return BatchRequestError(
+            f"{CODE_PREFIX}{batch_code}", f"{operation}: {_server_message(error)}"
+        )
     if bare & _DENIED:
         return BackendError(
             code,
@@ -687,66 +659,3 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
 
 def _server_message(error: Mapping[str, Any]) -> str:
     return scrub(_text(error, "Message")) or "(no message)"
-
-
-# --- secrets out of text and logs ------------------------------------------------------
-
-_SCRUBBERS: Final = (
-    # Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<date>/..., Signature=<hex>
-    (re.compile(r"(Credential=)[^/\s,'\"]+"), r"\1***"),
-    (re.compile(r"(Signature=)[0-9a-fA-F]+"), r"\1***"),
-    # X-Amz-Security-Token as a header (dict repr or canonical request) or a query parameter
-    (
-        re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.IGNORECASE),
-        r"\1***",
-    ),
-    # access key ids, wherever they appear
-    (
-        re.compile(r"\b(A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{12,}\b"),
-        r"\1***",
-    ),
-    # anything long and token-like (secret keys are 40 characters, tokens and receipt
-    # handles longer): keep a short prefix, enough to tell handles apart in a log
-    (re.compile(r"[A-Za-z0-9+/=_-]{40,}"), lambda m: f"{m.group(0)[:8]}…"),
-)
-
-
-def scrub(text: str) -> str:
-    """``text`` with key ids, tokens, signatures and other long secrets masked."""
-    for pattern, replacement in _SCRUBBERS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class _RedactingFilter(logging.Filter):
-    """Masks secrets in records of botocore's DEBUG wire logs (boto/botocore#2626)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: let logging report it as it would
-            return True
-        scrubbed = scrub(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        return True
-
-
-_REDACTOR: Final = _RedactingFilter()
-_WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
-
-
-def install_log_redaction() -> None:
-    """Attach the redacting filter to every botocore/aiobotocore logger that exists.
-
-    Filters on a logger see only its own records, not its children's, so each one gets it;
-    idempotent, and repeated after the client is built as botocore imports lazily."""
-    names = [
-        name
-        for name in list(logging.root.manager.loggerDict)
-        if name.split(".", 1)[0] in _WIRE_LOGGERS
-    ]
-    for name in {*_WIRE_LOGGERS, *names}:
-        target = logging.getLogger(name)
-        if _REDACTOR not in target.filters:
-            target.addFilter(_REDACTOR)

@@ -1,0 +1,74 @@
+"""Secrets out of text and log lines: key ids, session tokens, signatures, long tokens.
+
+:func:`scrub` masks them in a string (server messages, exception text);
+:func:`install_log_redaction` puts the same masking on the AWS SDK's and its HTTP
+libraries' loggers, whose DEBUG wire logs quote headers and signed requests. Pure text
+work: this module imports no AWS library, the SQS backend installs it when it builds its
+client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+_SCRUBBERS: Final = (
+    # Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<date>/..., Signature=<hex>
+    (re.compile(r"(Credential=)[^/\s,'\"]+"), r"\1***"),
+    (re.compile(r"(Signature=)[0-9a-fA-F]+"), r"\1***"),
+    # X-Amz-Security-Token as a header (dict repr or canonical request) or a query parameter
+    (
+        re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.IGNORECASE),
+        r"\1***",
+    ),
+    # access key ids, wherever they appear
+    (
+        re.compile(r"\b(A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{12,}\b"),
+        r"\1***",
+    ),
+    # anything long and token-like (secret keys are 40 characters, tokens and receipt
+    # handles longer): keep a short prefix, enough to tell handles apart in a log
+    (re.compile(r"[A-Za-z0-9+/=_-]{40,}"), lambda m: f"{m.group(0)[:8]}…"),
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with key ids, tokens, signatures and other long secrets masked."""
+    for pattern, replacement in _SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks secrets in records of botocore's DEBUG wire logs (boto/botocore#2626)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as it would
+            return True
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+_REDACTOR: Final = _RedactingFilter()
+_WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to every botocore/aiobotocore logger that exists.
+
+    Filters on a logger see only its own records, not its children's, so each one gets it;
+    idempotent, and repeated after the client is built as botocore imports lazily."""
+    names = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name.split(".", 1)[0] in _WIRE_LOGGERS
+    ]
+    for name in {*_WIRE_LOGGERS, *names}:
+        target = logging.getLogger(name)
+        if _REDACTOR not in target.filters:
+            target.addFilter(_REDACTOR)

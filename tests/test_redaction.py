@@ -1,0 +1,54 @@
+"""Masking secrets in text and in the AWS libraries' log records."""
+
+from __future__ import annotations
+
+import logging
+
+from aiosqsq.redaction import install_log_redaction, scrub
+
+# Sentinel credentials: none of these strings may survive scrubbing (a masked key id,
+# first 4 characters, is fine).
+KEY_ID = "AKIASENTINELKEYID4242"
+SECRET = "SentinelSecretKey/0123456789+abcdefGHIJK"
+TOKEN = "SentinelSessionToken//0123456789abcdefghijklmnopqrstuvwxyzTOKEN"
+
+
+def _assert_no_secret(text: str) -> None:
+    for sentinel in (KEY_ID, SECRET, TOKEN, KEY_ID[4:], SECRET[:20], TOKEN[:20]):
+        assert sentinel not in text
+
+
+def test_scrub_masks_key_material() -> None:
+    text = (
+        f"Authorization=AWS4-HMAC-SHA256 Credential={KEY_ID}/20250101/us-east-1/sqs/"
+        f"aws4_request, Signature={'ab' * 32} x-amz-security-token:{TOKEN} "
+        f"'X-Amz-Security-Token': b'{TOKEN}' key {KEY_ID} secret {SECRET}"
+    )
+    scrubbed = scrub(text)
+    _assert_no_secret(scrubbed)
+    assert "Credential=***/20250101" in scrubbed
+    assert "Signature=***" in scrubbed
+
+
+def test_installed_filter_masks_wire_log_records() -> None:
+    logger = logging.getLogger("botocore.endpoint")  # filters go on loggers that exist
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    record = logger.makeRecord(
+        logger.name, logging.DEBUG, __file__, 1, "headers %s", ({"key": KEY_ID},), None
+    )
+
+    kept = logger.filter(record)
+
+    assert kept
+    assert record.getMessage() == "headers {'key': 'AKIA***'}"
+    assert len(logger.filters) == 1
+
+
+def test_installed_filter_leaves_a_clean_record_untouched() -> None:
+    logger = logging.getLogger("botocore.endpoint")
+    install_log_redaction()
+    record = logger.makeRecord(logger.name, logging.DEBUG, __file__, 1, "sent %d", (3,), None)
+
+    assert logger.filter(record)
+    assert (record.msg, record.args) == ("sent %d", (3,))
