@@ -13,13 +13,14 @@ from typing import Any, Self, TypeVar
 
 import anyio
 from anyio import CancelScope
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from aiosqsq.backends.base import QueueBackend, QueueMessage
 from aiosqsq.engine.consumer import Consumer, Fate, Observer
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.errors import ConfigurationError, HandlerSignatureError
 from aiosqsq.handler import HandlerFunc, HandlerSpec, inspect_handler
+from aiosqsq.preflight import preflight
 from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
 
@@ -182,7 +183,9 @@ class App:
         try:
             async with anyio.create_task_group() as tg:
                 if handle_signals and threading.current_thread() is threading.main_thread():
-                    tg.start_soon(self._watch_signals, tg.cancel_scope)
+                    # started, not start_soon: a signal that comes once consuming has
+                    # begun must find the graceful handling in place
+                    await tg.start(self._watch_signals, tg.cancel_scope)
                 await self._serve(burst=burst)
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -225,13 +228,8 @@ class App:
         for spec in self._handlers:
             url = await self.service.queue_url(spec.queue)
             info = await self.service.backend.get_queue_info(url)
-            if info.dead_letter_queue_url is None:
-                logger.warning(
-                    "queue %s has no dead-letter queue (RedrivePolicy): failing messages "
-                    "are retried until the queue's retention drops them, and undecodable "
-                    "ones cannot be moved aside",
-                    info.name,
-                )
+            for finding in preflight(spec, info, self.settings):
+                logger.warning("%s", finding)
             consumers.append(
                 Consumer(spec, self.service.backend, self.settings, info, observer=self._notify)
             )
@@ -266,8 +264,11 @@ class App:
             self._consumers = []
             logger.info("stopped after %.1f s: %s", time.monotonic() - started, stats.summary())
 
-    async def _watch_signals(self, scope: CancelScope) -> None:
+    async def _watch_signals(
+        self, scope: CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if not self._stopping:

@@ -128,6 +128,7 @@ class QueueInfo:
     fifo: bool
     dead_letter_queue_url: str | None = None  # from the RedrivePolicy
     max_receive_count: int | None = None
+    message_retention_s: float = 345_600  # MessageRetentionPeriod: SQS's default is 4 days
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,6 +175,7 @@ class MemoryBackend:
             fifo=queue.config.fifo,
             dead_letter_queue_url=None if dlq is None else URL_PREFIX + dlq,
             max_receive_count=queue.config.max_receive_count,
+            message_retention_s=queue.config.retention_s,
         )
 
     async def get_queue_depth(self, queue_url: str) -> QueueDepth:

@@ -213,7 +213,14 @@ class SQSBackend:
 
     async def get_queue_info(self, queue_url: str) -> QueueInfo:
         attributes = await self._attributes(
-            queue_url, ("QueueArn", "VisibilityTimeout", "FifoQueue", "RedrivePolicy")
+            queue_url,
+            (
+                "QueueArn",
+                "VisibilityTimeout",
+                "FifoQueue",
+                "RedrivePolicy",
+                "MessageRetentionPeriod",
+            ),
         )
         arn = attributes.get("QueueArn", "")
         name = arn.rsplit(":", 1)[-1] if arn else queue_url.rstrip("/").rsplit("/", 1)[-1]
@@ -237,6 +244,7 @@ class SQSBackend:
             fifo=attributes.get("FifoQueue", "false").lower() == "true",
             dead_letter_queue_url=dead_letter_queue_url,
             max_receive_count=max_receive_count,
+            message_retention_s=float(attributes.get("MessageRetentionPeriod", "345600")),
         )
 
     async def get_queue_depth(self, queue_url: str) -> QueueDepth:

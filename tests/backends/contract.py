@@ -456,11 +456,14 @@ class BackendContract:
     # -- queues -------------------------------------------------------------------------
 
     async def test_queue_info_reads_the_queue_attributes(self, backend, make_queue):
-        queue_url = await make_queue(attributes={"VisibilityTimeout": "7"})
+        queue_url = await make_queue(
+            attributes={"VisibilityTimeout": "7", "MessageRetentionPeriod": "3600"}
+        )
 
         info = await backend.get_queue_info(queue_url)
 
         assert (info.url, info.visibility_timeout_s, info.fifo) == (queue_url, 7, False)
+        assert info.message_retention_s == 3600
         assert (info.dead_letter_queue_url, info.max_receive_count) == (None, None)
         assert info.name in info.arn
         assert await backend.get_queue_url(info.name) == queue_url
