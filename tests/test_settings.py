@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 import pytest
 
 from aiosqsq import ConfigurationError, QueueSettings
+from aiosqsq.cli.command import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,4 +115,9 @@ def test_env_example_lists_every_variable() -> None:
     example = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*(QUEUE_[A-Z_]+)=", example, flags=re.MULTILINE))
     expected = {f"QUEUE_{name.upper()}" for name in QueueSettings.model_fields}
+    expected |= {  # the command's own options
+        param.envvar
+        for param in run.params
+        if isinstance(param, click.Option) and isinstance(param.envvar, str)
+    }
     assert listed == expected

@@ -1,0 +1,224 @@
+"""The ``aiosqsq`` command line: ``aiosqsq run MODULE:ATTRIBUTE [OPTIONS]``.
+
+Every option is also a ``QUEUE_*`` variable (``--log-format`` is ``QUEUE_LOG_FORMAT``): a
+flag wins over the environment, which wins over ``.env`` in the current directory. Each
+option is declared once, by :func:`_option`.
+
+The options that are settings (``--concurrency``, ``--shutdown-timeout``) reach the app by
+being written into the environment as their ``QUEUE_*`` variable before the app's module is
+imported: ``App()`` then reads them like any setting, and ``QueueSettings`` validates them
+(a bad value is a configuration error naming the variable). An app built with explicit
+``QueueSettings(...)`` arguments keeps its own values. The command's own options are written
+to the environment too, so that the worker processes of ``--workers`` and ``--reload`` see
+the same ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+from dotenv import dotenv_values
+
+from aiosqsq.cli.exit_codes import ExitCode
+from aiosqsq.cli.worker import SUPERVISED_ENV, logger, run_worker, version_text
+from aiosqsq.errors import ConfigurationError
+from aiosqsq.importer import Target, parse_target
+from aiosqsq.logconfig import LEVELS, configure_logging
+from aiosqsq.settings import ENV_PREFIX, QueueSettings
+from aiosqsq.supervisor import Supervisor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# A worker gets this long past its own QUEUE_SHUTDOWN_TIMEOUT to cancel what still runs,
+# hand it back and flush its deletes, before the supervisor kills it.
+STOP_MARGIN_S = 10.0
+
+_SETTINGS: set[str] = set()  # options that are QueueSettings fields
+
+
+def _option(name: str, *, setting: bool = False, **kwargs: Any) -> Callable[[F], F]:
+    """``--name``, also the variable ``QUEUE_<NAME>``.
+
+    A ``setting`` is left for ``QueueSettings`` to read (and validate) from the environment
+    and ``.env``; the command's own options are read by click: from the environment, then
+    from ``.env`` through the context's ``default_map`` (see :func:`main`).
+    """
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    flag = f"--{name.replace('_', '-')}"
+    if setting:
+        _SETTINGS.add(name)
+        kwargs["help"] = f"{kwargs['help']}  [env var: {variable}]"
+        return click.option(flag, name, default=None, **kwargs)
+    return click.option(flag, name, envvar=variable, show_envvar=True, **kwargs)
+
+
+def _exit_codes() -> str:
+    rows = "\n".join(f"  {code.value}  {code.meaning}" for code in ExitCode)
+    return f"\b\nExit codes:\n{rows}"
+
+
+def _target(ctx: click.Context, param: click.Parameter, value: str) -> Target:
+    try:
+        return parse_target(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="aiosqsq", prog_name="aiosqsq")
+def cli() -> None:
+    """Consume Amazon SQS with asyncio handlers: `aiosqsq run --help` tells how."""
+
+
+@cli.command(epilog=_exit_codes())
+@click.argument("target", metavar="MODULE:ATTRIBUTE", callback=_target)
+@_option("factory", is_flag=True, help="ATTRIBUTE is a function that returns the App: call it.")
+@_option(
+    "app_dir",
+    default=".",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Import MODULE from this directory, put first on the import path.",
+)
+@_option(
+    "concurrency",
+    setting=True,
+    type=int,
+    help="Handler calls running at once, per handler that does not set its own.",
+)
+@_option(
+    "shutdown_timeout",
+    setting=True,
+    type=float,
+    metavar="SECONDS",
+    help="On a graceful stop, wait this long for running handlers before cancelling them.",
+)
+@_option(
+    "workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes, each with its own event loop and consumers.",
+)
+@_option(
+    "reload",
+    is_flag=True,
+    help="Restart the worker when a .py file under --app-dir changes (for development).",
+)
+@_option("burst", is_flag=True, help="Exit 0 once the queues are empty and nothing is in flight.")
+@_option(
+    "log_level",
+    default="info",
+    show_default=True,
+    type=click.Choice(LEVELS, case_sensitive=False),
+)
+@_option(
+    "log_format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="text for people, json for machines (one object per line).",
+)
+@_option(
+    "wire_debug",
+    is_flag=True,
+    help="With --log-level debug, also log the AWS SDK's wire traffic (never in production).",
+)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    target: Target,
+    factory: bool,
+    app_dir: str,
+    concurrency: int | None,
+    shutdown_timeout: float | None,
+    workers: int,
+    reload: bool,
+    burst: bool,
+    log_level: str,
+    log_format: str,
+    wire_debug: bool,
+) -> None:
+    """Run the App at MODULE:ATTRIBUTE (e.g. myproject.worker:app) until SIGINT or SIGTERM.
+
+    The first signal stops gracefully: nothing new is received, unstarted messages are
+    handed back at once, running handlers get QUEUE_SHUTDOWN_TIMEOUT to finish. A second
+    signal cancels them (their messages are handed back too).
+
+    Every option is also the QUEUE_* variable shown; a flag wins over the environment,
+    which wins over .env. Settings options are passed to the app through their variable:
+    an app built with explicit QueueSettings(...) arguments keeps its own values.
+    """
+    if reload and workers > 1:
+        raise click.UsageError(
+            f"--reload runs one worker: it cannot be combined with --workers {workers}"
+        )
+    _export(ctx)
+    configure_logging(log_level, "json" if log_format == "json" else "text", wire_debug=wire_debug)
+    if reload or workers > 1:
+        code = _supervise(target, workers, burst=burst, reload_dir=app_dir if reload else None)
+    else:
+        code = run_worker(target, app_dir=app_dir, factory=factory, burst=burst)
+    ctx.exit(int(code))
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """The ``aiosqsq`` script and ``python -m aiosqsq``; exits with an :class:`ExitCode`."""
+    cli.main(args=args, prog_name="aiosqsq", default_map={"run": _dotenv_defaults()})
+
+
+def _export(ctx: click.Context) -> None:
+    """Write the options into the environment as their ``QUEUE_*`` variables."""
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        value = ctx.params[param.name]
+        if param.name in _SETTINGS and value is None:
+            continue  # not given: QueueSettings reads the environment and .env itself
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif param.name == "app_dir":
+            value = os.path.abspath(value)
+        os.environ[f"{ENV_PREFIX}{param.name.upper()}"] = str(value)
+
+
+def _dotenv_defaults() -> dict[str, str]:
+    """The command's own options found in ``.env``: below the environment, above defaults."""
+    values = dotenv_values(".env") if os.path.isfile(".env") else {}
+    defaults = {}
+    for param in run.params:
+        if isinstance(param, click.Option) and isinstance(param.envvar, str) and param.name:
+            value = values.get(param.envvar)
+            if value is not None:
+                defaults[param.name] = value
+    return defaults
+
+
+def _supervise(target: Target, workers: int, *, burst: bool, reload_dir: str | None) -> int:
+    command = [sys.executable, "-m", "aiosqsq", "run", str(target)]
+    if sys.flags.safe_path:
+        command.insert(1, "-P")
+    env = {**os.environ, "QUEUE_WORKERS": "1", "QUEUE_RELOAD": "false", SUPERVISED_ENV: "1"}
+    what = "1 worker, reloading on changes," if reload_dir else f"{workers} workers"
+    logger.info("aiosqsq %s supervising %s of %s", version_text(), what, target)
+    supervisor = Supervisor(
+        command,
+        workers=workers,
+        env=env,
+        stop_timeout_s=_shutdown_timeout_s() + STOP_MARGIN_S,
+        burst=burst,
+        reload_dir=os.path.abspath(reload_dir) if reload_dir else None,
+    )
+    return supervisor.run()
+
+
+def _shutdown_timeout_s() -> float:
+    try:
+        return QueueSettings().shutdown_timeout
+    except ConfigurationError:  # the workers will report it, with their exit code
+        default = QueueSettings.model_fields["shutdown_timeout"].default
+        return float(default)

@@ -1,0 +1,1 @@
+"""Small apps the CLI tests run with ``--app-dir tests/cli/apps`` (imported as ``ledger``...)."""
