@@ -30,7 +30,6 @@ class Message:
     message_id: str
     body: str
     receive_count: int
-    sent_at: datetime | None
     attributes: Mapping[str, str]
     message_attributes: MessageAttributes
     group_id: str | None
@@ -39,18 +38,22 @@ class Message:
 
     @classmethod
     def from_queue_message(cls, message: QueueMessage, lease: Lease) -> Message:
-        sent = message.attributes.get("SentTimestamp")
         return cls(
             message_id=message.message_id,
             body=message.body,
             receive_count=message.receive_count,
-            sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
             attributes=message.attributes,
             message_attributes=message.message_attributes,
             group_id=message.group_id,
             queue=message.queue_url,
             _lease=lease,
         )
+
+    @property
+    def sent_at(self) -> datetime | None:
+        """When SQS accepted the message (its SentTimestamp), in UTC."""
+        sent = self.attributes.get("SentTimestamp")
+        return datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None
 
     async def extend(self, seconds: float) -> None:
         """Keep the message hidden for ``seconds`` from now (SQS ChangeMessageVisibility).

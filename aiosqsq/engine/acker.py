@@ -133,23 +133,29 @@ class Acker:
                 del table[pending.entry.message.message_id]
             for start in range(0, len(ready), MAX_BATCH_ENTRIES):
                 batches.append((table, ready[start : start + MAX_BATCH_ENTRIES]))
-        async with anyio.create_task_group() as tg:
-            for table, batch in batches:
-                tg.start_soon(self._send_batch, table, batch)
+        if len(batches) == 1:  # the common case: no task to spawn
+            await self._send_batch(*batches[0])
+        elif batches:
+            async with anyio.create_task_group() as tg:
+                for table, batch in batches:
+                    tg.start_soon(self._send_limited, table, batch)
         waiting = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
         if waiting:
             return max(0.0, min(waiting) - self._clock())
         return None
 
-    async def _send_batch(self, table: dict[str, _Pending], batch: Sequence[_Pending]) -> None:
+    async def _send_limited(self, table: dict[str, _Pending], batch: Sequence[_Pending]) -> None:
         async with self._limiter:
-            try:
-                result = await self._call(batch)
-            except (BackendError, OSError, TimeoutError) as exc:
-                retryable = not isinstance(exc, BackendError) or exc.retryable
-                for pending in batch:
-                    self._retry_or_drop(table, pending, str(exc), retryable=retryable)
-                return
+            await self._send_batch(table, batch)
+
+    async def _send_batch(self, table: dict[str, _Pending], batch: Sequence[_Pending]) -> None:
+        try:
+            result = await self._call(batch)
+        except (BackendError, OSError, TimeoutError) as exc:
+            retryable = not isinstance(exc, BackendError) or exc.retryable
+            for pending in batch:
+                self._retry_or_drop(table, pending, str(exc), retryable=retryable)
+            return
         for entry_id in result.successful:
             self._registry.remove(batch[int(entry_id)].entry)
         for failure in result.failed:

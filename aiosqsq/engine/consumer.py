@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 import anyio
@@ -114,6 +114,7 @@ class Consumer:
         self.hold_limit = self.concurrency + MAX_RECEIVE_MESSAGES * self.pollers
         self._reserved = 0  # slots reserved by pollers for a receive in progress
         self._receiving = 0  # pollers inside a receive call right now
+        self._pool: _Pool
         self._registered = 0  # messages ever registered: tells burst mode about activity
 
     def __repr__(self) -> str:
@@ -150,17 +151,15 @@ class Consumer:
 
     async def _consume(self, burst: bool) -> None:
         async with anyio.create_task_group() as handlers:
+            self._pool = _Pool(handlers, self._work, size=self.concurrency)
             async with anyio.create_task_group() as pollers:
                 for _ in range(self.pollers):
-                    pollers.start_soon(self._poll, handlers, burst)
+                    pollers.start_soon(self._poll, burst)
                 await self._stop.wait()
                 if self._backend.receive_is_cancel_safe:
                     pollers.cancel_scope.cancel()
             # Nothing is received any more: hand back what has not started, at once.
-            for waiting in self._groups.values():
-                self._hand_back(waiting)
-                self._slots.release(len(waiting))
-                waiting.clear()
+            self._hand_back(self.registry.in_state(State.WAITING))
             grace_s = self._settings.shutdown_timeout - (self._clock() - (self._stop_at or 0))
             with anyio.move_on_after(max(0.0, grace_s)):
                 await self._slots.wait_all_free()
@@ -168,7 +167,7 @@ class Consumer:
 
     # -- receiving ---------------------------------------------------------------------
 
-    async def _poll(self, handlers: TaskGroup, burst: bool) -> None:
+    async def _poll(self, burst: bool) -> None:
         failures = 0
         attempt_id: str | None = None
         wait_time_s: float = self._settings.wait_time_seconds
@@ -210,7 +209,7 @@ class Consumer:
                 self._reserved -= reserved
             failures, attempt_id = 0, None
             self._slots.release(reserved - len(messages))
-            self._start(handlers, messages)
+            self._start(messages)
             if messages:
                 continue
             if not burst:
@@ -236,7 +235,7 @@ class Consumer:
         self._slots.release(reserved)
         return 0
 
-    def _start(self, handlers: TaskGroup, messages: list[QueueMessage]) -> None:
+    def _start(self, messages: list[QueueMessage]) -> None:
         now = self._clock()
         for message in messages:
             entry = self.registry.add(
@@ -250,18 +249,23 @@ class Consumer:
                 continue
             group = message.group_id if self.info.fifo else None
             if group is None:
-                handlers.start_soon(self._run_alone, entry)
+                self._pool.dispatch(entry)
             elif group in self._groups:
                 self._groups[group].append(entry)
             else:
                 self._groups[group] = deque([entry])
-                handlers.start_soon(self._run_group, group)
+                self._pool.dispatch(group)
 
     # -- handling ----------------------------------------------------------------------
 
-    async def _run_alone(self, entry: InFlight) -> None:
+    async def _work(self, item: InFlight | str) -> None:
+        """What a pool worker does with one item: a message, or a FIFO group to run."""
+        if isinstance(item, str):
+            await self._run_group(item)
+            return
         try:
-            await self._handle(entry)
+            if item.state is State.WAITING:  # else handed back before it started
+                await self._handle(item)
         finally:
             self._slots.release()
 
@@ -296,7 +300,7 @@ class Consumer:
             await self._dead_letter(entry, exc)
             return True
         delivered = Message.from_queue_message(message, _Lease(self, entry))
-        scope = entry.cancel_scope
+        scope = entry.cancel_scope = anyio.CancelScope()
         if self.spec.timeout_s is not None:
             scope.deadline = anyio.current_time() + self.spec.timeout_s
         try:
@@ -449,6 +453,45 @@ class Consumer:
         self._acker.change_visibility(entry, delay_s)
         self.counters.released += 1
         self._notify("released", entry)
+
+
+class _Pool:
+    """Long-lived workers that run handlers: started on demand up to ``size``, each taking
+    one item at a time. Cheaper than a task per message: a busy worker goes straight to
+    the next item, and only a worker with nothing to do waits on an event."""
+
+    __slots__ = ("_idle", "_items", "_size", "_task_group", "_work", "_workers")
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        work: Callable[[InFlight | str], Awaitable[None]],
+        *,
+        size: int,
+    ) -> None:
+        self._task_group = task_group
+        self._work = work
+        self._size = size
+        self._workers = 0
+        self._items: deque[InFlight | str] = deque()
+        self._idle: list[anyio.Event] = []  # one per waiting worker
+
+    def dispatch(self, item: InFlight | str) -> None:
+        self._items.append(item)
+        if self._idle:
+            self._idle.pop().set()
+        elif self._workers < self._size:
+            self._workers += 1
+            self._task_group.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        items, work = self._items, self._work
+        while True:
+            while items:
+                await work(items.popleft())
+            wakeup = anyio.Event()
+            self._idle.append(wakeup)
+            await wakeup.wait()
 
 
 class _Lease:

@@ -112,7 +112,8 @@ class Heartbeat:
             return  # settled meanwhile: the failure is about a message we no longer hold
         entry.lease_lost = True
         entry.state = State.SETTLING
-        entry.cancel_scope.cancel()
+        if entry.cancel_scope is not None:
+            entry.cancel_scope.cancel()
         self._registry.remove(entry)
         self._counters.lease_lost += 1
         logger.warning(

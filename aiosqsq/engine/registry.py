@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
@@ -29,7 +29,7 @@ class InFlight:
     received_at: float  # monotonic: the 12-hour visibility cap counts from here
     visible_at: float  # monotonic: when SQS will show the message again
     state: State = State.WAITING
-    cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    cancel_scope: anyio.CancelScope | None = None  # the running handler's, once started
     lease_lost: bool = False
     released_by_handler: bool = False
 

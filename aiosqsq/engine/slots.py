@@ -19,7 +19,7 @@ class Slots:
         self.total = total
         self.free = total
         self._closed = False
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # made only while someone waits
 
     @property
     def in_use(self) -> int:
@@ -31,7 +31,7 @@ class Slots:
         Returns 0 once :meth:`close` was called: the caller must stop receiving.
         """
         while self.free == 0 and not self._closed:
-            await self._changed.wait()
+            await self._wait()
         if self._closed:
             return 0
         taken = min(most, self.free)
@@ -50,8 +50,14 @@ class Slots:
     async def wait_all_free(self) -> None:
         """Return once no slot is in use: no handler running, nothing held."""
         while self.free < self.total:
-            await self._changed.wait()
+            await self._wait()
+
+    async def _wait(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
