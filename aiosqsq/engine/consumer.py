@@ -216,10 +216,12 @@ class Consumer:
                 if wait_time_s == 0:  # short polling an empty queue: do not spin
                     await anyio.sleep(_SHORT_POLL_PAUSE_S)
                 continue
-            if idle_before == self._registered and not self._receiving and not self.registry:
-                self.stop()
-            else:  # the queue looks empty but held messages may come back: wait for them
-                await self.registry.wait_empty()
+            if idle_before == self._registered and not self.registry:
+                if not self._receiving:
+                    self.stop()  # the last poller to find the queue empty ends the burst
+                return  # others are still receiving: the last of them decides
+            # The queue looks empty but held messages may come back: wait for them.
+            await self.registry.wait_empty()
 
     async def _reserve(self, most: int) -> int:
         """Reserve slots for one receive, within the hold limit; 0 once stopping."""
