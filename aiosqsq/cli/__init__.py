@@ -1,8 +1,14 @@
-"""The ``aiosqsq`` command: ``aiosqsq run MODULE:ATTRIBUTE`` (also ``python -m aiosqsq``).
+"""The ``aiosqsq`` command: ``aiosqsq run MODULE:ATTRIBUTE`` (also ``python -m aiosqsq``),
+and the operator commands ``queues``, ``send`` and ``dlq``.
 
 ``command`` declares the options and dispatches; ``worker`` runs one App in this process;
-``exit_codes`` lists what the exit status means. ``aiosqsq.importer``,
-``aiosqsq.logconfig`` and ``aiosqsq.supervisor`` do the rest.
+``local`` serves ``run --local``; ``exit_codes`` lists what the exit status means.
+``aiosqsq.importer``, ``aiosqsq.logconfig`` and ``aiosqsq.supervisor`` do the rest.
+
+The operator commands: ``queues`` (create, stats, purge), ``send_command``, ``dlq``
+(inspect, redrive), on what ``ops`` shares (settings, exit statuses, output) and
+``queue_stats``, ``peek``,
+``batch_sender`` and ``redrive`` do their work.
 """
 
 from aiosqsq.cli.command import main

@@ -1,4 +1,5 @@
-"""The ``aiosqsq`` command line: ``aiosqsq run MODULE:ATTRIBUTE [OPTIONS]``.
+"""The ``aiosqsq`` command line: ``aiosqsq run MODULE:ATTRIBUTE [OPTIONS]``, and the
+operator commands (``queues``, ``send``, ``dlq``: see :mod:`aiosqsq.cli.ops`), registered here.
 
 Every option is also a ``QUEUE_*`` variable (``--log-format`` is ``QUEUE_LOG_FORMAT``): a
 flag wins over the environment, which wins over ``.env`` in the current directory. Each
@@ -23,7 +24,11 @@ from typing import Any, TypeVar
 import click
 from dotenv import dotenv_values
 
+from aiosqsq.cli.dlq import dlq
 from aiosqsq.cli.exit_codes import ExitCode
+from aiosqsq.cli.local import run_locally
+from aiosqsq.cli.queues import queues
+from aiosqsq.cli.send_command import send
 from aiosqsq.cli.worker import SUPERVISED_ENV, logger, run_worker, version_text
 from aiosqsq.errors import ConfigurationError
 from aiosqsq.importer import Target, parse_target
@@ -71,7 +76,16 @@ def _target(ctx: click.Context, param: click.Parameter, value: str) -> Target:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="aiosqsq", prog_name="aiosqsq")
 def cli() -> None:
-    """Consume Amazon SQS with asyncio handlers: `aiosqsq run --help` tells how."""
+    """Consume Amazon SQS with asyncio handlers: `aiosqsq run --help` tells how.
+
+    The operator commands (queues, send, dlq) work on the queues of QUEUE_BACKEND=sqs with
+    the same QUEUE_* settings and .env as `run`.
+    """
+
+
+cli.add_command(queues)
+cli.add_command(send)
+cli.add_command(dlq)
 
 
 @cli.command(epilog=_exit_codes())
@@ -128,6 +142,13 @@ def cli() -> None:
     is_flag=True,
     help="With --log-level debug, also log the AWS SDK's wire traffic (never in production).",
 )
+@_option(
+    "local",
+    is_flag=True,
+    help="Start an SQS emulator (moto) on 127.0.0.1 for this run, create the app's queues, "
+    "each with a <name>-dlq after 5 receives, and point the app (every worker) at it: the "
+    "SQS path with no AWS account. Needs: pip install 'aiosqsq[local]'.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -142,6 +163,7 @@ def run(
     log_level: str,
     log_format: str,
     wire_debug: bool,
+    local: bool,
 ) -> None:
     """Run the App at MODULE:ATTRIBUTE (e.g. myproject.worker:app) until SIGINT or SIGTERM.
 
@@ -159,10 +181,13 @@ def run(
         )
     _export(ctx)
     configure_logging(log_level, "json" if log_format == "json" else "text", wire_debug=wire_debug)
-    if reload or workers > 1:
-        code = _supervise(target, workers, burst=burst, reload_dir=app_dir if reload else None)
-    else:
-        code = run_worker(target, app_dir=app_dir, factory=factory, burst=burst)
+
+    def start() -> int:
+        if reload or workers > 1:
+            return _supervise(target, workers, burst=burst, reload_dir=app_dir if reload else None)
+        return run_worker(target, app_dir=app_dir, factory=factory, burst=burst)
+
+    code = run_locally(target, app_dir=app_dir, factory=factory, run=start) if local else start()
     ctx.exit(int(code))
 
 

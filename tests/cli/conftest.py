@@ -12,7 +12,7 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from aiosqsq.backends.base import QueueDepth
+from aiosqsq.backends.base import QueueDepth, QueueInfo, QueueMessage, SendEntry
 from aiosqsq.backends.sqs import SQSBackend
 from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
@@ -54,6 +54,48 @@ class MotoQueues:
 
     def depth(self, url: str) -> QueueDepth:
         return self._call(lambda backend: backend.get_queue_depth(url))
+
+    def adopt(self, name: str) -> str:
+        """The URL of the queue ``name`` (made by the command under test), removed after
+        the test like the ones :meth:`create` makes."""
+        url = self._call(lambda backend: backend.get_queue_url(name))
+        self._created.append(url)
+        return url
+
+    def create_plain(self, attributes: dict[str, str] | None = None) -> str:
+        """A queue of a new name with ``attributes`` and no dead-letter queue."""
+        name = f"cli-{uuid.uuid4().hex[:10]}" + (
+            ".fifo" if (attributes or {}).get("FifoQueue") == "true" else ""
+        )
+        url = self._call(lambda backend: backend.create_queue(name, attributes))
+        self._created.append(url)
+        return url
+
+    def info(self, url: str) -> QueueInfo:
+        return self._call(lambda backend: backend.get_queue_info(url))
+
+    def send_entries(self, url: str, entries: list[SendEntry]) -> None:
+        """SendMessageBatch of up to 10 entries, which must all succeed."""
+
+        async def send(backend: SQSBackend) -> None:
+            result = await backend.send_batch(url, entries)
+            assert not result.failed, result.failed
+
+        self._call(send)
+
+    def receive_all(self, url: str) -> list[QueueMessage]:
+        """Every visible message, received (and so hidden for 60 s): for the test's checks
+        once the command under test is done."""
+
+        async def receive(backend: SQSBackend) -> list[QueueMessage]:
+            found: list[QueueMessage] = []
+            while batch := await backend.receive(
+                url, max_messages=10, wait_time_s=0, visibility_timeout_s=60
+            ):
+                found.extend(batch)
+            return found
+
+        return self._call(receive)
 
     def delete_all(self) -> None:
         async def delete(backend: SQSBackend) -> None:

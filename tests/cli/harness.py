@@ -3,11 +3,14 @@
 ``run_cli`` runs it to completion; ``CliProcess`` keeps it running and lets a test wait for
 log lines (it synchronises on what the process says, never on sleeps) and send signals.
 Every process is stopped on exit: SIGTERM, then SIGKILL. Workers of a killed supervisor
-stop by themselves when their standard input closes.
+stop by themselves when their standard input closes. ``MoveTaskProxy`` stands in front of
+moto for the SQS calls moto lacks.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import signal
@@ -15,7 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -62,11 +67,19 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     timeout_s: float = RUN_TIMEOUT_S,
     python_flags: tuple[str, ...] = (),
+    stdin_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m aiosqsq ARGS`` in the current directory until it exits."""
+    """Run ``python -m aiosqsq ARGS`` in the current directory until it exits; with
+    ``stdin_text``, that is its standard input."""
     command = [AIOSQSQ[0], *python_flags, *AIOSQSQ[1:], *args]
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout_s, env=cli_env(env), check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=cli_env(env),
+        check=False,
+        input=stdin_text,
     )
 
 
@@ -171,3 +184,60 @@ def wait_for_lines(path: Path, count: int, *, timeout_s: float = 60.0) -> list[s
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} has {len(lines)} lines after {timeout_s} s, not {count}")
         time.sleep(0.05)
+
+
+class MoveTaskProxy:
+    """An HTTP proxy on 127.0.0.1 in front of moto that answers the two message move task
+    calls moto lacks (``ListMessageMoveTasks`` with ``tasks``, ``StartMessageMoveTask`` with
+    a handle) and forwards every other request to ``upstream``. ``calls`` records the
+    answered ones as (operation, request parameters). Stop it with :meth:`close`."""
+
+    HANDLE = "move-task-handle-1"
+
+    def __init__(self, upstream: str, tasks: Sequence[Mapping[str, object]] = ()) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+                if operation == "ListMessageMoveTasks":
+                    proxy.calls.append((operation, json.loads(body)))
+                    self._answer(200, json.dumps({"Results": list(tasks)}).encode())
+                elif operation == "StartMessageMoveTask":
+                    proxy.calls.append((operation, json.loads(body)))
+                    self._answer(200, json.dumps({"TaskHandle": proxy.HANDLE}).encode())
+                else:
+                    self._answer(*_forward(upstream + self.path, body, dict(self.headers.items())))
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint_url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(STOP_TIMEOUT_S)
+
+
+def _forward(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+    skip = {"host", "content-length", "connection"}
+    kept = {name: value for name, value in headers.items() if name.lower() not in skip}
+    request = urllib.request.Request(url, data=body, headers=kept, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=RUN_TIMEOUT_S) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
