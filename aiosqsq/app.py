@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from aiosqsq.backends.base import QueueBackend, QueueMessage
 from aiosqsq.engine.consumer import Consumer, Fate, Observer
 from aiosqsq.engine.stats import Statistics
+from aiosqsq.engine.watchdog import LoopWatchdog
 from aiosqsq.errors import ConfigurationError, HandlerSignatureError
 from aiosqsq.handler import HandlerFunc, HandlerSpec, inspect_handler
 from aiosqsq.preflight import preflight
@@ -250,12 +251,16 @@ class App:
                 consumer.visibility_timeout_s,
                 consumer.info.dead_letter_queue_url or "none",
             )
+        watchdog = LoopWatchdog([consumer.spec.func.__code__ for consumer in consumers])
         try:
-            async with anyio.create_task_group() as tg:
-                for consumer in consumers:
-                    if self._stopping:
-                        consumer.stop()
-                    tg.start_soon(partial(consumer.run, burst=burst))
+            async with anyio.create_task_group() as watching:
+                watching.start_soon(watchdog.run)
+                async with anyio.create_task_group() as tg:
+                    for consumer in consumers:
+                        if self._stopping:
+                            consumer.stop()
+                        tg.start_soon(partial(consumer.run, burst=burst))
+                watching.cancel_scope.cancel()
         finally:
             stats = Statistics()
             for consumer in consumers:
