@@ -16,7 +16,7 @@ from anyio import CancelScope
 from anyio.abc import TaskGroup, TaskStatus
 
 from aiosqsq.backends.base import QueueBackend, QueueMessage
-from aiosqsq.engine.consumer import Consumer, Fate, Observer
+from aiosqsq.engine.consumer import Consumer, Fate, Observer, connections_needed
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.engine.watchdog import LoopWatchdog
 from aiosqsq.errors import ConfigurationError, HandlerSignatureError
@@ -28,6 +28,9 @@ from aiosqsq.settings import QueueSettings
 logger = logging.getLogger("aiosqsq")
 
 F = TypeVar("F", bound=HandlerFunc)
+
+# Room in the SQS connection pool for sends, dead-letter moves and Message.extend calls.
+_SENDER_CONNECTIONS = 10
 
 
 class App:
@@ -225,6 +228,10 @@ class App:
 
     async def _prepare(self) -> list[Consumer]:
         self._stopping = False
+        ensure_connections = getattr(self.service.backend, "ensure_connections", None)
+        if ensure_connections is not None:  # a pool too small lets long polls starve the rest
+            needed = sum(connections_needed(spec, self.settings) for spec in self._handlers)
+            ensure_connections(needed + _SENDER_CONNECTIONS)
         consumers = []
         for spec in self._handlers:
             url = await self.service.queue_url(spec.queue)

@@ -190,6 +190,24 @@ class SQSBackend:
     def region(self) -> str:
         return self._region
 
+    def ensure_connections(self, needed: int) -> None:
+        """Size the pool for ``needed`` concurrent requests before the client opens.
+
+        Raises :class:`~aiosqsq.errors.ConfigurationError` when the client is already open
+        with a smaller pool: long polls would then starve deletes and visibility changes.
+        """
+        if needed <= self._max_connections:
+            return
+        if self._client is None:
+            self._max_connections = needed
+            return
+        raise ConfigurationError(
+            f"the handlers need up to {needed} concurrent SQS requests (long polls plus "
+            f"deletes, visibility changes and sends) but the SQS client was opened with "
+            f"{self._max_connections} connections: lower QUEUE_POLLERS, or start consuming "
+            "before sending with the same app"
+        )
+
     async def __aenter__(self) -> SQSBackend:
         return self
 

@@ -33,7 +33,7 @@ from aiosqsq.errors import BackendError
 logger = logging.getLogger("aiosqsq.acker")
 
 _MAX_ATTEMPTS = 8  # after that the message is left to its visibility timeout (redelivered)
-_MAX_PARALLEL_REQUESTS = 8
+ACKER_PARALLEL_REQUESTS = 8
 
 
 @dataclass(slots=True, eq=False)
@@ -67,7 +67,7 @@ class Acker:
         self._changes: dict[str, _Pending] = {}
         self._work = anyio.Event()
         self._full = anyio.Event()
-        self._limiter = anyio.CapacityLimiter(_MAX_PARALLEL_REQUESTS)
+        self._limiter = anyio.CapacityLimiter(ACKER_PARALLEL_REQUESTS)
 
     @property
     def pending(self) -> int:

@@ -39,7 +39,7 @@ from aiosqsq.backends.base import (
     VisibilityEntry,
 )
 from aiosqsq.codec import PayloadError
-from aiosqsq.engine.acker import Acker
+from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
 from aiosqsq.engine.backoff import retry_delay_s, visibility_left_s
 from aiosqsq.engine.heartbeat import Heartbeat
 from aiosqsq.engine.registry import InFlight, InFlightRegistry, State
@@ -56,6 +56,18 @@ Fate = Literal["succeeded", "retried", "dead_lettered", "released"]
 ERROR_ATTRIBUTE = "aiosqsq-error"  # why a message was dead-lettered
 SOURCE_ATTRIBUTE = "aiosqsq-source"  # "<queue name> <original MessageId>"
 _SHORT_POLL_PAUSE_S = 0.1
+
+
+def plan(spec: HandlerSpec, settings: QueueSettings) -> tuple[int, int]:
+    """A handler's concurrency and number of pollers under ``settings``."""
+    concurrency = spec.concurrency or settings.concurrency
+    return concurrency, spec.pollers or settings.pollers_for(concurrency)
+
+
+def connections_needed(spec: HandlerSpec, settings: QueueSettings) -> int:
+    """Concurrent requests a consumer may have on the wire: its long polls, the acker's
+    parallel batches and the heartbeat's."""
+    return plan(spec, settings)[1] + ACKER_PARALLEL_REQUESTS + 1
 
 
 class Observer(Protocol):
@@ -79,8 +91,7 @@ class Consumer:
     ) -> None:
         self.spec = spec
         self.info = info
-        self.concurrency = spec.concurrency or settings.concurrency
-        self.pollers = spec.pollers or settings.pollers_for(self.concurrency)
+        self.concurrency, self.pollers = plan(spec, settings)
         self._backend = backend
         self._settings = settings
         self._observer = observer
