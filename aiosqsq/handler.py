@@ -32,7 +32,7 @@ class HandlerSpec:
     def name(self) -> str:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
-    async def call(self, payload: Any, message: Message) -> None:
+    async def call(self, payload: Any, message: Message | None) -> None:
         kwargs: dict[str, Any] = {}
         if self.payload_name is not None:
             kwargs[self.payload_name] = payload

@@ -312,7 +312,11 @@ class Consumer:
         except PayloadError as exc:
             await self._dead_letter(entry, exc)
             return True
-        delivered = Message.from_queue_message(message, _Lease(self, entry))
+        delivered = (
+            Message.from_queue_message(message, _Lease(self, entry))
+            if self.spec.message_name is not None
+            else None
+        )
         scope = entry.cancel_scope = anyio.CancelScope()
         if self.spec.timeout_s is not None:
             scope.deadline = anyio.current_time() + self.spec.timeout_s
@@ -473,7 +477,7 @@ class _Pool:
     one item at a time. Cheaper than a task per message: a busy worker goes straight to
     the next item, and only a worker with nothing to do waits on an event."""
 
-    __slots__ = ("_idle", "_items", "_size", "_task_group", "_work", "_workers")
+    __slots__ = ("_idle", "_items", "_size", "_task_group", "_waking", "_work", "_workers")
 
     def __init__(
         self,
@@ -488,23 +492,36 @@ class _Pool:
         self._workers = 0
         self._items: deque[InFlight | str] = deque()
         self._idle: list[anyio.Event] = []  # one per waiting worker
+        self._waking = False  # an idle worker was woken and has not run yet
 
     def dispatch(self, item: InFlight | str) -> None:
         self._items.append(item)
         if self._idle:
-            self._idle.pop().set()
+            self._wake_one()
         elif self._workers < self._size:
             self._workers += 1
             self._task_group.start_soon(self._worker)
+
+    def _wake_one(self) -> None:
+        # One at a time: a woken worker that finds more items wakes the next, so a handler
+        # that never blocks drains a batch on one worker, and one that blocks still gets
+        # company for every item behind it.
+        if self._idle and not self._waking:
+            self._waking = True
+            self._idle.pop().set()
 
     async def _worker(self) -> None:
         items, work = self._items, self._work
         while True:
             while items:
-                await work(items.popleft())
+                item = items.popleft()
+                if items:
+                    self._wake_one()
+                await work(item)
             wakeup = anyio.Event()
             self._idle.append(wakeup)
             await wakeup.wait()
+            self._waking = False
 
 
 class _Lease:
