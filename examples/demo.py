@@ -4,21 +4,26 @@ It sends a few hundred orders, consumes them with live progress, and shows each 
 most orders succeed; some fail once and are retried; one always fails and is moved to
 the dead-letter queue by the queue's redrive policy; one is not JSON and goes to the
 dead-letter queue at once, without reaching the handler. Run it with ``scripts/demo``
-(or ``python -m examples.demo --messages 300``).
+(or ``python -m examples.demo --messages 300``); ``--local`` runs the same over an embedded
+SQS server (moto) on 127.0.0.1, through the real SQS backend.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import sys
+from typing import Any
 
 import anyio
 from pydantic import BaseModel, Field
 
-from aiosqsq import App, Message, QueueSettings, Retry
+from aiosqsq import App, Message, QueueBackend, QueueSettings, Retry
 from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.backends.sqs import SQSBackend
+from aiosqsq.cli.local import LocalSQS
 
 ALWAYS_FAILS = 13  # the payment gateway rejects this order every time
 
@@ -29,17 +34,17 @@ class Order(BaseModel):
     quantity: int = Field(gt=0)
 
 
-def build_app(backend: MemoryBackend) -> App:
+def build_app(queues: QueueBackend, **settings: Any) -> App:
     app = App(
         QueueSettings(
-            backend="memory",
             sqs_queue_url="orders",
+            **settings,
             concurrency=16,
             retry_base_delay=0.05,  # seconds: short so the demo shows the redrive quickly
             retry_max_delay=0.2,
             shutdown_timeout=5,
         ),
-        backend=backend,  # ours, so it stays open after run() for reading the DLQ
+        backend=queues,  # ours, so it stays open after run() for reading the DLQ
     )
 
     @app.handler(timeout_s=5)
@@ -69,9 +74,32 @@ async def progress(app: App, total: int, done: anyio.Event) -> None:
         print(file=sys.stderr)
 
 
-async def main(messages: int) -> int:
-    backend = MemoryBackend()
-    app = build_app(backend)
+async def main(messages: int, local: bool) -> int:
+    if not local:
+        return await demo(MemoryBackend(), messages, backend="memory")
+    server = LocalSQS()  # moto on 127.0.0.1: the real SQS path, no AWS account
+    print(f"embedded SQS server (moto) at {server.endpoint_url}")
+    settings: dict[str, Any] = {
+        "backend": "sqs",
+        "sqs_endpoint_url": server.endpoint_url,
+        "aws_region": "us-east-1",
+        "aws_access_key_id": "aiosqsq-local",  # the emulator's: moto takes any key
+        "aws_secret_access_key": "aiosqsq-local",
+        "wait_time_seconds": 1,
+    }
+    try:
+        backend = SQSBackend(QueueSettings(sqs_queue_url="orders", **settings))
+        dlq = await backend.get_queue_info(await backend.create_queue("orders-dlq"))
+        redrive = {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 5}
+        await backend.create_queue("orders", {"RedrivePolicy": json.dumps(redrive)})
+        return await demo(backend, messages, **settings)
+    finally:
+        server.stop()
+
+
+async def demo(queues: QueueBackend, messages: int, **settings: Any) -> int:
+    backend = queues
+    app = build_app(backend, **settings)
     orders = [
         Order(id=i, sku=f"SKU-{i % 17:03d}", quantity=1 + i % 3).model_dump()
         for i in range(messages)
@@ -122,11 +150,16 @@ class _OneLineFormatter(logging.Formatter):
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300, help="orders to send (default 300)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="run over an embedded SQS server (moto) on 127.0.0.1 instead of in memory",
+    )
     args = parser.parse_args()
     handler = logging.StreamHandler()
     handler.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    sys.exit(anyio.run(main, args.messages))
+    sys.exit(anyio.run(main, args.messages, args.local))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,21 @@ def test_demo_runs_every_fate_and_exits_zero() -> None:
     assert "redriven by the queue after 5 receives" in done.stdout
 
 
+def test_demo_runs_over_the_embedded_sqs_server() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.demo", "--messages", "30", "--local"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "embedded SQS server (moto) at http://127.0.0.1:" in done.stdout
+    assert "succeeded=29" in done.stdout
+    assert "/orders-dlq: 2 message(s)" in done.stdout
+
+
 async def _request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, object]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
