@@ -27,7 +27,10 @@ code: restarting cannot fix those.
 
 from __future__ import annotations
 
+import logging
 from enum import IntEnum
+
+from aiosqsq.errors import BackendError, ConfigurationError
 
 
 class ExitCode(IntEnum):
@@ -66,3 +69,12 @@ PERMANENT = frozenset(
         ExitCode.QUEUE_ACCESS_LOST,
     }
 )
+
+
+def exit_for(exc: ConfigurationError | BackendError, logger: logging.Logger) -> ExitCode:
+    """Log ``exc`` as the operator's one line and return the exit code it means."""
+    if isinstance(exc, ConfigurationError):
+        logger.error("configuration error: %s", exc)
+        return ExitCode.CONFIGURATION
+    logger.error("lost access to the queue: %s", exc)
+    return ExitCode.QUEUE_ACCESS_LOST

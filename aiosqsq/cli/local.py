@@ -28,7 +28,7 @@ from typing import Any, Final
 import anyio
 
 from aiosqsq.app import App
-from aiosqsq.cli.exit_codes import ExitCode
+from aiosqsq.cli.exit_codes import ExitCode, exit_for
 from aiosqsq.errors import BackendError, ConfigurationError
 from aiosqsq.importer import AppLoadError, Target, load_app
 from aiosqsq.settings import QueueSettings
@@ -133,12 +133,8 @@ def _create_queues(
     try:
         names = _queues_of(app, endpoint_url)
         anyio.run(_create, app.settings, names)
-    except ConfigurationError as exc:
-        logger.error("configuration error: %s", exc)
-        return ExitCode.CONFIGURATION
-    except BackendError as exc:
-        logger.error("lost access to the queue: %s", exc)
-        return ExitCode.QUEUE_ACCESS_LOST
+    except (ConfigurationError, BackendError) as exc:
+        return exit_for(exc, logger)
     return None
 
 

@@ -22,7 +22,7 @@ from types import FrameType
 
 import anyio
 
-from aiosqsq.cli.exit_codes import ExitCode
+from aiosqsq.cli.exit_codes import ExitCode, exit_for
 from aiosqsq.errors import BackendError, ConfigurationError
 from aiosqsq.importer import AppLoadError, Target, load_app
 
@@ -53,12 +53,8 @@ def run_worker(target: Target, *, app_dir: str, factory: bool, burst: bool) -> E
     except AppLoadError as exc:
         logger.error("%s", exc, exc_info=exc.cause)
         return ExitCode.APP_NOT_LOADED
-    except ConfigurationError as exc:
-        logger.error("configuration error: %s", exc)
-        return ExitCode.CONFIGURATION
-    except BackendError as exc:
-        logger.error("lost access to the queue: %s", exc)
-        return ExitCode.QUEUE_ACCESS_LOST
+    except (ConfigurationError, BackendError) as exc:
+        return exit_for(exc, logger)
     except Exception:
         logger.exception("the app stopped on an unexpected error")
         return ExitCode.UNEXPECTED_ERROR
