@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sqs.py [--messages N] [--runs R] [--ks 1,4,16]
         [--concurrency C] [--backlog B] [--wait-time-s W] [--profile] [--output PATH]
+        [--hand-attributes K] [--aiosqsq-pollers P,...]
 
 Processes, all on 127.0.0.1:
 
@@ -649,9 +650,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100, help="aiosqsq's (100)")
     parser.add_argument(
         "--aiosqsq-pollers",
-        default="16",
-        help="also drain with aiosqsq at these QUEUE_POLLERS, comma-separated ('' for none; "
-        "default 16): aiosqsq's own default is one poller per 10 slots, at most 4",
+        default="",
+        help="also drain with aiosqsq at these QUEUE_POLLERS, comma-separated (a diagnostic; "
+        "aiosqsq's default is one poller per 10 slots, at most 4)",
     )
     parser.add_argument(
         "--backlog",

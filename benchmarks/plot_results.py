@@ -108,7 +108,7 @@ def profile_panel(ax: Axes, profile: dict[str, Any]) -> None:
             widths.append(total)
         ax.barh(labels, widths, left=left, color=colour, label=band, height=0.6)
         for i, width in enumerate(widths):
-            if width >= 12:
+            if width >= 8:
                 ax.text(
                     left[i] + width / 2, i, f"{width:.0f}", ha="center", va="center", fontsize=8
                 )

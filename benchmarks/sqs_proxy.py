@@ -101,11 +101,17 @@ class Proxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.counts = Counts()
+        # asyncio holds only weak references to tasks: a connection's task waiting on a
+        # socket whose other end has gone could be collected mid-await without this
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def serve_client(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
         self.counts.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
@@ -146,6 +152,8 @@ class Proxy:
             if upstream is not None:
                 upstream[1].close()
             client_writer.close()
+            if task is not None:
+                self._tasks.discard(task)
 
     def _answer_itself(self, head: bytes, writer: asyncio.StreamWriter) -> None:
         payload = json.dumps(self.counts.as_dict()).encode()
