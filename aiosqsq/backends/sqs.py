@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -594,6 +595,7 @@ def _redrive_policy(queue_url: str, policy: str | None) -> tuple[str | None, int
     return (target if isinstance(target, str) else None), count
 
 
+@functools.cache  # a dozen operation names, looked up on every call: no regex per request
 def _snake_case(operation: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
 
