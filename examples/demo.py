@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from aiosqsq import App, Message, QueueBackend, QueueSettings, Retry
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.backends.sqs import SQSBackend
-from aiosqsq.cli.local import LocalSQS
+from aiosqsq.cli.local_server import LocalSQS
 
 ALWAYS_FAILS = 13  # the payment gateway rejects this order every time
 

@@ -15,7 +15,8 @@ What the setup guarantees, and why it differs from ``moto_server``:
   body is read out before the lock is released, so each SQS call is atomic: a message is
   received by exactly one ReceiveMessage while it is visible, and a confirmed delete stays
   deleted. Exact-count tests can rely on that; duplicates seen with this server come from
-  SQS semantics (visibility timeouts expiring), not from races in the server.
+  SQS semantics (visibility timeouts expiring), not from races in the server. The lock and
+  the long-poll wait below are ``aiosqsq.cli.local_server``'s, which ``run --local`` uses.
 * **Long polls do not block the server.** A ReceiveMessage that finds nothing waits on the
   same lock's condition (moto's ``Queue.wait_for_messages`` is replaced to do so), which
   releases the lock while waiting; every completed request wakes the waiters, which scan
@@ -70,7 +71,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -78,7 +79,6 @@ from typing import IO, Any
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
-_WAKE_INTERVAL_S = 0.1  # how often an idle long poll re-scans for expired visibility/delay
 _MIN_WORKERS = 8  # cheroot worker threads at start; _PoolKeeper adds more for long polls
 _SPARE_WORKERS = 4  # idle workers kept while long polls wait
 _LISTEN_BACKLOG = 128  # a client pool opening many connections at once is not refused
@@ -189,35 +189,13 @@ def _tail(path: Path, max_chars: int = 4000) -> str:
 
 # --- the child process ---------------------------------------------------------------
 
-_SERIAL = threading.Condition()
-
-
-class _Serialised:
-    """WSGI middleware: run the wrapped app one request at a time, body included."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self._app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        with _SERIAL:
-            try:
-                body = self._app(environ, start_response)
-                try:
-                    return list(body)
-                finally:
-                    close = getattr(body, "close", None)
-                    if close is not None:
-                        close()
-            finally:
-                _SERIAL.notify_all()  # state may have changed: waiting long polls re-scan
-
 
 class _PoolKeeper:
     """Grows cheroot's worker pool so that waiting long polls never hold every worker.
 
     cheroot hands each request to a worker from a pool that does not grow by itself; a long
     poll keeps its worker while it waits. Before a long poll waits it calls
-    ``ensure_spares()``, and this keeper's thread (not the poll, which holds ``_SERIAL``)
+    ``ensure_spares()``, and this keeper's thread (not the poll, which holds the lock)
     adds workers until ``_SPARE_WORKERS`` are idle again."""
 
     def __init__(self, pool: Any) -> None:
@@ -239,18 +217,8 @@ class _PoolKeeper:
                 self._pool.grow(missing)
 
 
-_KEEPER: _PoolKeeper | None = None
-
-
-def _wait_for_messages(self: Any, timeout: int) -> None:
-    # Called by moto's receive loop while it holds _SERIAL: waiting releases it.
-    if _KEEPER is not None:
-        _KEEPER.ensure_spares()
-    _SERIAL.wait(timeout=min(timeout, _WAKE_INTERVAL_S))
-
-
 # moto's O(queue length) hot spots, replaced in the child only; each keeps moto's behaviour
-# (see "moto hot spots" in the module docstring). All run under _SERIAL.
+# (see "moto hot spots" in the module docstring). All run under the serialising lock.
 
 _COUNT_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
@@ -471,17 +439,15 @@ def _serve() -> None:
     import moto.core.responses
     import moto.sqs.models
     from cheroot import wsgi
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    if not hasattr(moto.sqs.models.Queue, "wait_for_messages"):
-        raise SystemExit("moto.sqs.models.Queue.wait_for_messages is gone: update this module")
-    moto.sqs.models.Queue.wait_for_messages = _wait_for_messages  # type: ignore[method-assign]
+    from aiosqsq.cli.local_server import Serialised, moto_app, wait_on_lock
+
     _patch_moto_hot_spots(moto.sqs.models, moto.backends, moto.core.responses)
 
     os.environ.pop("LISTEN_PID", None)  # else cheroot serves an inherited fd 3 (systemd)
     server = wsgi.Server(
         (HOST, 0),
-        _Serialised(DomainDispatcherApplication(create_backend_app)),
+        Serialised(moto_app()),
         numthreads=_MIN_WORKERS,
         request_queue_size=_LISTEN_BACKLOG,
         timeout=_IDLE_TIMEOUT_S,
@@ -491,9 +457,9 @@ def _serve() -> None:
     port = server.bind_addr[1]
     os.environ["MOTO_PORT"] = str(port)
 
-    global _KEEPER
-    _KEEPER = _PoolKeeper(server.requests)
-    threading.Thread(target=_KEEPER.run, daemon=True).start()
+    keeper = _PoolKeeper(server.requests)
+    wait_on_lock(before_wait=keeper.ensure_spares)
+    threading.Thread(target=keeper.run, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
     sys.stdout.write(f"{port}\n")

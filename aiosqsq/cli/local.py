@@ -12,8 +12,9 @@ the real SQS path (aioboto3, the wire protocol, redrive) with no AWS account.
    inherit the environment and so all use this one server;
 5. the server stops when the run ends, and its queues and messages with it.
 
-moto is an emulator, for trying things: its threaded server can, rarely, deliver a message
-twice or bring back a deleted one under concurrent calls (a duplicate, never a loss).
+The server runs one request at a time (aiosqsq/cli/local_server.py): stock moto's threaded
+server can deliver a message twice or bring back a deleted one under concurrent calls.
+moto is still an emulator, for trying things: see its fidelity gaps in the README.
 """
 
 from __future__ import annotations
@@ -21,58 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import anyio
 
 from aiosqsq.app import App
 from aiosqsq.cli.exit_codes import ExitCode, exit_for
+from aiosqsq.cli.local_server import LocalSQS
 from aiosqsq.errors import BackendError, ConfigurationError
 from aiosqsq.importer import AppLoadError, Target, load_app
 from aiosqsq.settings import QueueSettings
 
-HOST: Final = "127.0.0.1"
 MAX_RECEIVE_COUNT: Final = 5
-MISSING_MOTO: Final = "--local needs moto, which is not installed: pip install 'aiosqsq[local]'"
-_STOP_TIMEOUT_S: Final = 5.0
 
 logger = logging.getLogger("aiosqsq.cli")
-
-
-class LocalSQS:
-    """moto's SQS-compatible server on 127.0.0.1, serving from a daemon thread."""
-
-    def __init__(self) -> None:
-        try:
-            from moto.moto_server.werkzeug_app import (
-                DomainDispatcherApplication,
-                MotoRequestHandler,
-                create_backend_app,
-            )
-            from werkzeug.serving import make_server
-        except ImportError:
-            raise ConfigurationError(MISSING_MOTO) from None
-        # Bound here, not in the thread: a failure to bind raises now instead of hanging.
-        self._server: Any = make_server(
-            HOST,
-            0,
-            DomainDispatcherApplication(create_backend_app),
-            threaded=True,
-            request_handler=MotoRequestHandler,
-        )
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
-        self.endpoint_url = f"http://{HOST}:{self._server.server_port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="aiosqsq-local-sqs", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(_STOP_TIMEOUT_S)
 
 
 def run_locally(target: Target, *, app_dir: str, factory: bool, run: Callable[[], int]) -> int:

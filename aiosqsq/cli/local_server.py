@@ -1,0 +1,112 @@
+"""moto's SQS server on 127.0.0.1, one request at a time, for ``aiosqsq run --local``.
+
+Stock moto on a threaded server races: it rebuilds a queue's message list without a lock, so
+two concurrent receives can both get one message and a confirmed delete can come back.
+Here every request runs moto's code under one process-wide lock (``Serialised``), its
+response body read out before the lock is released, so each SQS call is atomic: a visible
+message goes to exactly one ReceiveMessage, and a deleted one stays deleted.
+
+A long poll that finds nothing must not hold that lock for its whole wait:
+``wait_on_lock()`` replaces moto's ``Queue.wait_for_messages`` (which moto's receive loop
+calls while it holds the lock here) with a wait on the lock's condition. Every completed
+request wakes the waiters, which scan again; they also re-scan every 0.1 s, so messages
+whose visibility timeout or delay ran out are seen promptly.
+
+The test suite's server (tests/moto_server.py) serves the same two pieces with a keep-alive
+WSGI server in a child process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from aiosqsq.errors import ConfigurationError
+
+HOST: Final = "127.0.0.1"
+MISSING_MOTO: Final = "--local needs moto, which is not installed: pip install 'aiosqsq[local]'"
+WAKE_INTERVAL_S: Final = 0.1  # how often an idle long poll re-scans for expired visibility
+_STOP_TIMEOUT_S: Final = 5.0
+
+_LOCK = threading.Condition()
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Serialised:
+    """WSGI middleware: run the wrapped app one request at a time, body included."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with _LOCK:
+            try:
+                body = self._app(environ, start_response)
+                try:
+                    return list(body)
+                finally:
+                    close = getattr(body, "close", None)
+                    if close is not None:
+                        close()
+            finally:
+                _LOCK.notify_all()  # state may have changed: waiting long polls re-scan
+
+
+def wait_on_lock(before_wait: Callable[[], None] | None = None) -> None:
+    """Make moto's long polls wait on ``Serialised``'s lock, releasing it meanwhile.
+
+    ``before_wait`` runs first on each wait (the tests' server grows its worker pool there).
+    Raises ``ConfigurationError`` when the installed moto no longer has the method."""
+    from moto.sqs.models import Queue
+
+    if not hasattr(Queue, "wait_for_messages"):
+        raise ConfigurationError(
+            "this moto version has no Queue.wait_for_messages: --local cannot serve it"
+        )
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        if before_wait is not None:
+            before_wait()
+        _LOCK.wait(timeout=min(timeout, WAKE_INTERVAL_S))
+
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+
+def moto_app() -> WsgiApp:
+    """moto's WSGI app, what ``moto_server`` serves; ``ConfigurationError`` without moto."""
+    try:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    except ImportError:
+        raise ConfigurationError(MISSING_MOTO) from None
+    app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+    return app
+
+
+class LocalSQS:
+    """moto's SQS-compatible server on 127.0.0.1 (a port the kernel picks), requests
+    serialised, serving from a daemon thread until ``stop()``."""
+
+    def __init__(self) -> None:
+        app = moto_app()
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+        from werkzeug.serving import make_server
+
+        wait_on_lock()
+        # Bound here, not in the thread: a failure to bind raises now instead of hanging.
+        self._server: Any = make_server(
+            HOST, 0, Serialised(app), threaded=True, request_handler=MotoRequestHandler
+        )
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
+        self.endpoint_url = f"http://{HOST}:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aiosqsq-local-sqs", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(_STOP_TIMEOUT_S)
