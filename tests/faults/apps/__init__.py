@@ -1,0 +1,1 @@
+"""Apps that ``aiosqsq run`` loads in the fault tests."""
