@@ -27,17 +27,29 @@ _SCRUBBERS: Final = (
         re.compile(r"\b(A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{12,}\b"),
         r"\1***",
     ),
-    # anything long and token-like (secret keys are 40 characters, tokens and receipt
-    # handles longer): keep a short prefix, enough to tell handles apart in a log
-    (re.compile(r"[A-Za-z0-9+/=_-]{40,}"), lambda m: f"{m.group(0)[:8]}…"),
 )
+# anything long and token-like (secret keys are 40 characters, tokens and receipt handles
+# longer), outside the scheme, host and path of a URL: queue URLs stay readable (a path
+# carries no secret; a query string can, and is scrubbed)
+_LONG_TOKEN: Final = re.compile(r"[A-Za-z0-9+/=_-]{40,}")
+_URL_UP_TO_QUERY: Final = re.compile(r"https?://[^\s/?#'\"]+[^\s?#'\"]*")
 
 
 def scrub(text: str) -> str:
     """``text`` with key ids, tokens, signatures and other long secrets masked."""
     for pattern, replacement in _SCRUBBERS:
         text = pattern.sub(replacement, text)
-    return text
+    kept, start = [], 0
+    for url in _URL_UP_TO_QUERY.finditer(text):
+        kept += [_LONG_TOKEN.sub(_shorten, text[start : url.start()]), url.group(0)]
+        start = url.end()
+    kept.append(_LONG_TOKEN.sub(_shorten, text[start:]))
+    return "".join(kept)
+
+
+def _shorten(token: re.Match[str]) -> str:
+    """A short prefix: enough to tell receipt handles apart in a log."""
+    return f"{token.group(0)[:8]}…"
 
 
 class _RedactingFilter(logging.Filter):

@@ -30,6 +30,17 @@ def test_scrub_masks_key_material() -> None:
     assert "Signature=***" in scrubbed
 
 
+def test_scrub_keeps_queue_urls_readable_and_masks_their_query_strings() -> None:
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-processing-queue-for-eu"
+    text = f"queue '{url}' refused; presigned {url}?token={SECRET} then {SECRET}"
+
+    scrubbed = scrub(text)
+
+    _assert_no_secret(scrubbed)
+    assert scrubbed.startswith(f"queue '{url}' refused; presigned {url}?token=")
+    assert scrubbed.count("…") == 2  # both secrets masked, the URLs not
+
+
 def test_installed_filter_masks_wire_log_records() -> None:
     logger = logging.getLogger("botocore.endpoint")  # filters go on loggers that exist
     install_log_redaction()
