@@ -1,0 +1,102 @@
+"""A large backlog in the real ``aiosqsq run`` command (reliability.md 3.4: T24): the worker
+holds no more than its concurrency plus one batch per poller, however long the queue, and
+its memory stays flat while it drains.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiosqsq.cli import ExitCode
+from aiosqsq.settings import QueueSettings
+from tests.faults.ledger import Figures, Ledger, LedgerQueues, start_worker, summary, worker_env
+
+SAMPLE_EVERY_S = 1.0
+SAMPLING_SLACK = 10  # messages a 1 s sample may catch between a receive and its bookkeeping
+RSS_GROWTH_LIMIT_KB = 30 * 1024
+
+
+@pytest.fixture
+def queues(sqs_settings: QueueSettings) -> Iterator[LedgerQueues]:
+    made = LedgerQueues(sqs_settings)
+    yield made
+    made.delete_all()
+
+
+def _rss_kb(pid: int) -> int:
+    """The process's resident set size (VmRSS in /proc/<pid>/status), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_t24_a_large_backlog_is_held_in_bounded_memory(
+    queues: LedgerQueues, tmp_path: Path, moto_endpoint: str
+) -> None:
+    total, concurrency, warm_up = 20_000, 8, 2_000
+    pollers = math.ceil(concurrency / 10)  # QUEUE_POLLERS' default: one per 10 slots
+    held_limit = concurrency + 10 * pollers + SAMPLING_SLACK
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    url = queues.create_with(visibility_timeout_s=30)
+    sent_at = time.monotonic()
+    queues.send_seqs(url, range(total))
+    env = worker_env(
+        moto_endpoint,
+        url,
+        ledger.path,
+        concurrency=concurrency,
+        HANDLER_MIN_S=0.002,
+        HANDLER_MAX_S=0.005,
+    )
+
+    in_flight: list[int] = []
+    rss_after_warm_up: list[int] = []
+    started = next_sample = time.monotonic()
+    with start_worker(env) as worker:
+        deadline = started + 240
+        while (handled := len(ledger.events("ok"))) < total:
+            assert time.monotonic() < deadline, f"{handled} of {total} handled in time"
+            in_flight.append(queues.depth(url).in_flight)
+            if handled >= warm_up:
+                rss_after_warm_up.append(_rss_kb(worker.pid))
+            next_sample += SAMPLE_EVERY_S
+            time.sleep(max(0.0, next_sample - time.monotonic()))
+        drained_s = time.monotonic() - sent_at
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait() == ExitCode.OK, worker.output
+    stats = summary(worker)
+
+    depth = queues.depth(url)
+    figures = Figures.of(
+        "T24 memory bound",
+        ledger,
+        sent=total,
+        dlq=queues.dlq_depth(url),
+        residual=depth.visible + depth.in_flight,
+        t_drain_s=drained_s,
+    )
+    rss_growth_kb = max(rss_after_warm_up) - rss_after_warm_up[0] if rss_after_warm_up else 0
+    figures.extra["samples"] = len(in_flight)
+    figures.extra["max_in_flight"] = max(in_flight)
+    figures.extra["held_limit"] = held_limit
+    figures.extra["rss_first_kb"] = rss_after_warm_up[0] if rss_after_warm_up else 0
+    figures.extra["rss_growth_kb"] = rss_growth_kb
+    handling_s = max(e.t for e in ledger.events("ok")) - min(ledger.first_start().values())
+    figures.extra["throughput_msg_s"] = total / handling_s
+    print(figures.line())
+
+    assert (figures.ok_unique, figures.dup, figures.lost) == (total, 0, 0)
+    assert (figures.dlq, figures.residual) == (0, 0)
+    assert stats["succeeded"] == total
+    assert len(rss_after_warm_up) >= 3, "too few samples after the warm-up to judge memory"
+    assert max(in_flight) <= held_limit
+    assert rss_growth_kb <= RSS_GROWTH_LIMIT_KB
