@@ -1,5 +1,5 @@
-"""Fixtures for the network fault tests: the fault proxies in front of the session's moto
-server, queues on moto, and the environment of a worker that talks through a proxy."""
+"""Fixtures for the fault tests: queues on moto, the ledger the worker's app writes, and
+the fault proxies in front of the session's moto server."""
 
 from __future__ import annotations
 
@@ -10,9 +10,24 @@ from urllib.parse import urlsplit
 import pytest
 
 from aiosqsq.settings import QueueSettings
-from tests.cli.conftest import MotoQueues
+from tests.faults.ledger import Ledger
 from tests.faults.proxy import FaultProxy
+from tests.faults.queues import FaultQueues
 from tests.faults.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def queues(sqs_settings: QueueSettings) -> Iterator[FaultQueues]:
+    """Queues on moto (reached directly, not through a proxy), removed after the test."""
+    made = FaultQueues(sqs_settings)
+    yield made
+    made.delete_all()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    """Where the worker's app records its handler calls (LEDGER_PATH)."""
+    return Ledger(tmp_path / "ledger.jsonl")
 
 
 @pytest.fixture
@@ -31,17 +46,3 @@ def tcp_proxy(moto_endpoint: str) -> Iterator[TcpProxy]:
     assert port is not None
     with TcpProxy(port) as proxy:
         yield proxy
-
-
-@pytest.fixture
-def net_queues(sqs_settings: QueueSettings) -> Iterator[MotoQueues]:
-    """Queues on moto (reached directly, not through a proxy), removed after the test."""
-    queues = MotoQueues(sqs_settings)
-    yield queues
-    queues.delete_all()
-
-
-@pytest.fixture
-def net_ledger(tmp_path: Path) -> Path:
-    """Where tests/faults/apps/network_ledger.py records handler calls (LEDGER_PATH)."""
-    return tmp_path / "ledger.jsonl"

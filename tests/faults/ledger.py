@@ -1,51 +1,45 @@
-"""What a fault test needs around the ledger app (``tests/faults/apps/lifecycle.py``):
-reading its ledger, the figures every test reports, the queue the ledger is checked
-against, and the worker command.
+"""Reading the ledger the fault-test apps write (``tests/faults/apps/ledger_writer.py``),
+waiting on it, and the figures every test of a lifecycle-app run reports.
 
 Figures (reliability.md 3.1): ``sent``; ``ok_unique`` = distinct ``seq`` with an ``ok``
-line; ``dup`` = ``ok`` lines - ``ok_unique``; ``lost`` = ``sent`` - ``ok_unique`` -
-``expected_dlq`` (- ``held_back``); ``dlq`` = messages in the dead-letter queue;
-``residual`` = messages left in the queue, visible or not; ``T_drain`` = first send to
-the ledger complete; ``T_shutdown`` = signal to process exit. :meth:`Figures.line` prints
-them on one line.
+line; ``dup`` = ``ok`` lines - ``ok_unique``; ``lost`` = ``sent`` - ``ok_unique``; ``dlq`` =
+messages in the dead-letter queue; ``residual`` = messages left in the queue, visible or
+not; ``T_drain`` = first send to the ledger complete; ``T_shutdown`` = signal to process
+exit. :meth:`Figures.line` prints them on one line.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from aiosqsq.backends.base import QueueMessage, VisibilityEntry
-from aiosqsq.backends.sqs import SQSBackend
-from aiosqsq.settings import QueueSettings
-from tests.cli.conftest import MotoQueues
-from tests.cli.harness import CliProcess
+from tests.faults.queues import FaultQueues
 
-ROOT = Path(__file__).resolve().parents[2]
-APP = "tests.faults.apps.lifecycle:app"
 POLL_S = 0.05  # how often a wait re-reads the ledger file or the queue
 
 
-# -- the ledger ------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Event:
-    """One ledger line."""
+class Call:
+    """One ledger line: what every app writes, then the fields of one app only."""
 
-    event: str  # start | ok | fail
+    event: str  # start | ok | fail | cancelled
     seq: int
     mid: str
     receive_count: int
     t: float  # time.time() in the worker
     pid: int
-    error: str | None = None
+    error: str | None = None  # lifecycle app: the exception that ended the call
+    sku: str = ""  # strict app: the order's fields, MessageGroupId, attribute names
+    group: str = ""
+    fifo_group: str | None = None
+    attributes: list[str] = field(default_factory=list)
+
+
+_FIELDS = frozenset(f.name for f in fields(Call))
 
 
 class Ledger:
@@ -54,14 +48,15 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def events(self, kind: str | None = None) -> list[Event]:
+    def events(self, kind: str | None = None) -> list[Call]:
+        """Every line, in the order written, or those of one ``kind``."""
         if not self.path.exists():
             return []
         found = []
         for line in self.path.read_text().splitlines():
-            event = Event(**json.loads(line))
-            if kind is None or event.event == kind:
-                found.append(event)
+            call = Call(**{k: v for k, v in json.loads(line).items() if k in _FIELDS})
+            if kind is None or call.event == kind:
+                found.append(call)
         return found
 
     def ok_counts(self) -> Counter[int]:
@@ -82,20 +77,22 @@ class Ledger:
             events = self.events(kind)
             return len({e.seq for e in events}) if unique else len(events)
 
-        wait_until(lambda: seen() >= count, timeout_s, lambda: f"{seen()} {kind} lines")
+        wait_until(lambda: seen() >= count, lambda: f"{seen()} {kind} lines", timeout_s=timeout_s)
 
 
-def wait_until(done: Callable[[], bool], timeout_s: float, state: Callable[[], str]) -> float:
-    """Poll ``done`` until it holds; return the seconds it took; fail after ``timeout_s``."""
+def wait_until(
+    done: Callable[[], bool], what: str | Callable[[], str], *, timeout_s: float
+) -> float:
+    """Poll ``done`` (progress only a worker process makes) until it holds; the seconds it
+    took. Fails after ``timeout_s``, saying ``what`` was awaited (or its state, if a
+    callable)."""
     started = time.monotonic()
     while not done():
         if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"not done after {timeout_s} s: {state()}")
+            state = what if isinstance(what, str) else what()
+            raise AssertionError(f"not within {timeout_s} s: {state}")
         time.sleep(POLL_S)
     return time.monotonic() - started
-
-
-# -- figures ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -116,29 +113,32 @@ class Figures:
         cls,
         name: str,
         ledger: Ledger,
+        queues: FaultQueues,
+        url: str,
         *,
         sent: int,
-        dlq: int,
-        residual: int,
-        expected_dlq: int = 0,
-        held_back: int = 0,
         t_drain_s: float | None = None,
         t_shutdown_s: float | None = None,
     ) -> Figures:
-        """``held_back``: messages the test left in the queue on purpose (a retry backoff
-        still running), not counted as lost."""
+        """The figures of a run on ``url`` once it is over, from the ledger and the queue."""
         ok = ledger.ok_counts()
+        depth = queues.depth(url)
         return cls(
             name=name,
             sent=sent,
             ok_unique=len(ok),
             dup=sum(ok.values()) - len(ok),
-            lost=sent - len(ok) - expected_dlq - held_back,
-            dlq=dlq,
-            residual=residual,
+            lost=sent - len(ok),
+            dlq=queues.dlq_depth(url),
+            residual=depth.visible + depth.in_flight,
             t_drain_s=t_drain_s,
             t_shutdown_s=t_shutdown_s,
         )
+
+    def assert_handled_once(self) -> None:
+        """Each message sent was handled exactly once; none was dead-lettered or left."""
+        assert (self.ok_unique, self.dup, self.lost) == (self.sent, 0, 0)
+        assert (self.dlq, self.residual) == (0, 0)
 
     def line(self) -> str:
         """One line: every figure, then the extras."""
@@ -155,114 +155,3 @@ class Figures:
             f"lost={self.lost} dlq={self.dlq} residual={self.residual} "
             f"T_drain={seconds(self.t_drain_s)} T_shutdown={seconds(self.t_shutdown_s)}{extra}"
         )
-
-
-# -- the queue -------------------------------------------------------------------------
-
-
-class LedgerQueues(MotoQueues):
-    """Queues with a dead-letter queue and a chosen visibility timeout, the ``{"seq": n}``
-    messages the ledger app reads, and the checks made on the queue after a run."""
-
-    def __init__(self, settings: QueueSettings) -> None:
-        super().__init__(settings)
-        self.dlq_urls: dict[str, str] = {}
-
-    def create_with(self, *, visibility_timeout_s: int, max_receive_count: int = 5) -> str:
-        name = f"faults-{uuid.uuid4().hex[:10]}"
-
-        async def create(backend: SQSBackend) -> str:
-            dlq_url = await backend.create_queue(f"{name}-dlq")
-            self._created.append(dlq_url)
-            dlq = await backend.get_queue_info(dlq_url)
-            redrive = {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": max_receive_count}
-            attributes = {
-                "RedrivePolicy": json.dumps(redrive),
-                "VisibilityTimeout": str(visibility_timeout_s),
-            }
-            url = await backend.create_queue(name, attributes)
-            self._created.append(url)
-            self.dlq_urls[url] = dlq_url
-            return url
-
-        return self._call(create)
-
-    def send_seqs(self, url: str, seqs: Iterable[int]) -> None:
-        self.send(url, [json.dumps({"seq": seq}) for seq in seqs])
-
-    def dlq_depth(self, url: str) -> int:
-        depth = self.depth(self.dlq_urls[url])
-        return depth.visible + depth.in_flight + depth.delayed
-
-    def probe(self, url: str) -> list[QueueMessage]:
-        """Receive every visible message, then hand each back at once (visibility 0): what
-        a consumer starting now would get, without hiding it from the next one."""
-
-        async def probe(backend: SQSBackend) -> list[QueueMessage]:
-            found: list[QueueMessage] = []
-            while batch := await backend.receive(
-                url, max_messages=10, wait_time_s=0, visibility_timeout_s=30
-            ):
-                found.extend(batch)
-            for start in range(0, len(found), 10):
-                entries = [
-                    VisibilityEntry(str(i), message.receipt_handle, 0)
-                    for i, message in enumerate(found[start : start + 10])
-                ]
-                result = await backend.change_visibility_batch(url, entries)
-                assert not result.failed, result.failed
-            return found
-
-        return self._call(probe)
-
-
-def seqs_of(messages: Iterable[QueueMessage]) -> list[int]:
-    return sorted(int(json.loads(message.body)["seq"]) for message in messages)
-
-
-# -- the worker ------------------------------------------------------------------------
-
-
-def worker_env(endpoint_url: str, queue_url: str, ledger: Path, **knobs: object) -> dict[str, str]:
-    """The environment of a ledger app worker on ``queue_url``: ``knobs`` are QUEUE_*
-    settings (``concurrency=4`` is ``QUEUE_CONCURRENCY=4``) or the app's own
-    ``HANDLER_MIN_S``/``HANDLER_MAX_S`` when given in capitals."""
-    env = {
-        "QUEUE_BACKEND": "sqs",
-        "QUEUE_SQS_ENDPOINT_URL": endpoint_url,
-        "QUEUE_SQS_QUEUE_URL": queue_url,
-        "QUEUE_AWS_REGION": "us-east-1",
-        "QUEUE_AWS_ACCESS_KEY_ID": "testing",
-        "QUEUE_AWS_SECRET_ACCESS_KEY": "testing",
-        "QUEUE_WAIT_TIME_SECONDS": "1",
-        "LEDGER_PATH": str(ledger),
-    }
-    for key, value in knobs.items():
-        env[key if key.isupper() else f"QUEUE_{key.upper()}"] = str(value)
-    return env
-
-
-def start_worker(env: Mapping[str, str], *options: str) -> CliProcess:
-    """``python -m aiosqsq run tests.faults.apps.lifecycle:app`` in the background, once
-    it says it is consuming."""
-    worker = CliProcess("run", APP, "--app-dir", str(ROOT), *options, env=env)
-    try:
-        worker.wait_for(r"aiosqsq: consuming \S+ with ", timeout_s=30)
-    except BaseException:
-        worker.stop()
-        raise
-    return worker
-
-
-_SUMMARY = re.compile(r"stopped after [\d.]+ s: (?P<counts>.*)$")
-
-
-def summary(worker: CliProcess) -> dict[str, int]:
-    """The counts of the worker's last ``stopped after`` line."""
-    lines = [r.message for r in worker.records() if _SUMMARY.match(r.message)]
-    assert lines, f"no summary line; output:\n{worker.output}"
-    match = _SUMMARY.match(lines[-1])
-    assert match is not None
-    return {
-        name: int(value) for name, value in (pair.split("=") for pair in match["counts"].split())
-    }

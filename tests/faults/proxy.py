@@ -41,9 +41,10 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from tests.faults.loop_thread import LoopThread
+
 Fault = Literal["throttle", "server_error", "fail_first_entry", "lose_response"]
 _JSON = "application/x-amz-json-1.0"
-_START_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -217,9 +218,7 @@ class FaultProxy:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.endpoint_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped: asyncio.Event | None = None
+        self._thread = LoopThread("the fault proxy")
 
     # --- rules and the log ---------------------------------------------------------------
 
@@ -298,32 +297,11 @@ class FaultProxy:
         await self._session.close()
 
     def __enter__(self) -> FaultProxy:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopped = asyncio.Event()
-            try:
-                async with self:
-                    ready.set()
-                    await self._stopped.wait()
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                raise
-
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-        self._thread.start()
-        if not ready.wait(_START_TIMEOUT_S) or failure:
-            raise RuntimeError(f"the fault proxy did not start: {failure}")
+        self._thread.start(lambda: self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(_START_TIMEOUT_S)
+        self._thread.stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         operation = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]

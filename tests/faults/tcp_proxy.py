@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import socket
 import struct
-import threading
 import time
+from collections.abc import AsyncIterator
+
+from tests.faults.loop_thread import LoopThread
 
 _CHUNK = 64 * 1024
 _POLL_S = 0.02
-_START_TIMEOUT_S = 10.0
 
 
 class TcpProxy:
@@ -42,9 +43,7 @@ class TcpProxy:
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread("the TCP proxy")
 
     def blackhole(self, seconds: float, *, reset_after: bool = False) -> None:
         """Pass nothing for ``seconds`` from now; then resume, or with ``reset_after``
@@ -58,33 +57,22 @@ class TcpProxy:
 
     def reset_all(self) -> None:
         """Reset every open connection (thread-safe)."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._reset_open)
+        self._thread.call_soon(self._reset_open)
 
     def __enter__(self) -> TcpProxy:
-        ready = threading.Event()
-
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopped = asyncio.Event()
-            self._socket.listen(128)
-            server = await asyncio.start_server(self._serve, sock=self._socket)
-            async with server:
-                ready.set()
-                await self._stopped.wait()
-                self._reset_open()
-
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-        self._thread.start()
-        if not ready.wait(_START_TIMEOUT_S):
-            raise RuntimeError("the TCP proxy did not start")
+        self._thread.start(self._serving)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(_START_TIMEOUT_S)
+        self._thread.stop()
+
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        self._socket.listen(128)
+        server = await asyncio.start_server(self._serve, sock=self._socket)
+        async with server:
+            yield
+            self._reset_open()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

@@ -43,16 +43,9 @@ from aiosqsq.backends.base import (
     SendEntry,
 )
 from aiosqsq.engine.consumer import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
-from tests.faults.strict_worker import (
-    Call,
-    StrictQueues,
-    read_ledger,
-    start_worker,
-    stop_worker,
-    wait_until,
-    worker_env,
-)
-from tests.faults.strict_worker import queues as queues  # the fixture
+from tests.faults.ledger import Call, Ledger, wait_until
+from tests.faults.queues import FaultQueues
+from tests.faults.worker import STRICT, start_worker, stop_gracefully, worker_env
 
 SENTINEL = "BodySentinel7f3a"  # in every body and attribute it can be in: never in a log
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -191,9 +184,9 @@ class Outcome:
 
 
 def _run(
-    queues: StrictQueues,
+    queues: FaultQueues,
     moto_endpoint: str,
-    tmp_path: Path,
+    ledger: Ledger,
     cases: list[Case],
     *,
     drain_timeout_s: float = 45,
@@ -201,17 +194,16 @@ def _run(
 ) -> Outcome:
     url = queues.create(max_receive_count=max_receive_count)
     dlq = queues.dead_letter_url(url)
-    ledger = tmp_path / "ledger.jsonl"
-    env = worker_env(moto_endpoint, url, ledger, QUEUE_RETRY_MAX_DELAY="2")
+    env = worker_env(moto_endpoint, url, ledger.path, QUEUE_RETRY_MAX_DELAY="2")
     entries = [SendEntry(id="0", body=c.body, message_attributes=c.attributes) for c in cases]
     valid = sum(c.refused_as is None for c in cases)
     refused = len(cases) - valid
-    with start_worker(env) as worker:
+    with start_worker(env, app=STRICT) as worker:
         cpu, rss = _cpu_s(worker.pid), _rss_mib(worker.pid)
         started = time.monotonic()
         ids = queues.send_all(url, entries)
         wait_until(
-            lambda: sum(c.event == "ok" for c in read_ledger(ledger)) >= valid,
+            lambda: sum(c.event == "ok" for c in ledger.events()) >= valid,
             "every valid message handled",
             timeout_s=drain_timeout_s,
         )
@@ -223,7 +215,7 @@ def _run(
         drain_s = time.monotonic() - started
         cpu, rss = _cpu_s(worker.pid) - cpu, _rss_mib(worker.pid) - rss
         alive = worker.process.poll() is None
-        shutdown_s = stop_worker(worker)
+        shutdown_s = stop_gracefully(worker)
         output = worker.output
     moved = Counter(
         f"{match[1]} {match[2]}"
@@ -234,7 +226,7 @@ def _run(
     depth = queues.depth(url)
     return Outcome(
         ids=ids,
-        calls=read_ledger(ledger),
+        calls=ledger.events(),
         dead=queues.receive_all(dlq),
         output=output,
         moved=moved,
@@ -270,11 +262,11 @@ def _assert_logs_clean(output: str) -> None:
 
 
 def test_bad_input_never_reaches_the_handler_and_is_dead_lettered_at_once(
-    queues: StrictQueues, moto_endpoint: str, tmp_path: Path
+    queues: FaultQueues, moto_endpoint: str, ledger: Ledger, tmp_path: Path
 ) -> None:
     canary = tmp_path / "canary"
     cases = _interleaved(corpus(canary))
-    run = _run(queues, moto_endpoint, tmp_path, cases)
+    run = _run(queues, moto_endpoint, ledger, cases)
 
     by_id = dict(zip(run.ids, cases, strict=True))
     refused = {mid: c for mid, c in by_id.items() if c.refused_as}
@@ -321,7 +313,7 @@ def test_bad_input_never_reaches_the_handler_and_is_dead_lettered_at_once(
 
 @pytest.mark.timeout(120)
 def test_a_body_of_exactly_one_mib_that_does_not_validate_is_dead_lettered_at_once(
-    queues: StrictQueues, moto_endpoint: str, tmp_path: Path
+    queues: FaultQueues, moto_endpoint: str, ledger: Ledger
 ) -> None:
     # SQS counts a message's body and attributes against 1 MiB: the copy to the dead-letter
     # queue must still fit, whatever the engine would like to add to it.
@@ -330,7 +322,7 @@ def test_a_body_of_exactly_one_mib_that_does_not_validate_is_dead_lettered_at_on
     assert len(body.encode()) == MAX_MESSAGE_BYTES
     cases = _interleaved([Case("one-mib", body, INVALID)])
     # Two receives: if the move fails, the redrive takes it after 2 hidden spells of 2 s.
-    run = _run(queues, moto_endpoint, tmp_path, cases, max_receive_count=2)
+    run = _run(queues, moto_endpoint, ledger, cases, max_receive_count=2)
 
     (mid, _) = run.ids
     dead = [m for m in run.dead if m.body == body]
@@ -359,7 +351,7 @@ def test_a_body_of_exactly_one_mib_that_does_not_validate_is_dead_lettered_at_on
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_hundred_of_each_bad_input_costs_bounded_cpu_and_memory(
-    queues: StrictQueues, moto_endpoint: str, tmp_path: Path
+    queues: FaultQueues, moto_endpoint: str, ledger: Ledger, tmp_path: Path
 ) -> None:
     canary = tmp_path / "canary"
     bad = [c for c in corpus(canary) if c.refused_as]
@@ -368,7 +360,7 @@ def test_a_hundred_of_each_bad_input_costs_bounded_cpu_and_memory(
         for n in range(100)
         for c in bad
     ]
-    run = _run(queues, moto_endpoint, tmp_path, cases, drain_timeout_s=400)
+    run = _run(queues, moto_endpoint, ledger, cases, drain_timeout_s=400)
     print(
         f"T25x100 sent={len(cases)} handler_calls={len(run.calls)} "
         f"dead_lettered={len(run.dead)} moved_log_lines={sum(run.moved.values())} "

@@ -12,56 +12,23 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
 from aiosqsq.cli import ExitCode
-from aiosqsq.settings import QueueSettings
 from tests.cli.harness import CliProcess
-from tests.faults.ledger import (
-    Figures,
-    Ledger,
-    LedgerQueues,
-    seqs_of,
-    start_worker,
-    summary,
-    wait_until,
-    worker_env,
-)
+from tests.faults.ledger import Call, Figures, Ledger, wait_until
 from tests.faults.proxy import FaultProxy
+from tests.faults.queues import FaultQueues, seqs_of
+from tests.faults.worker import prepare, start_worker, stop_worker, summary, worker_env
 
 RELEASE_WITHIN_S = 2.0  # a message handed back is visible again this soon after the exit
+STRANDED_S = 120  # the visibility timeout: a message a stop left in flight would show
 
 
-@pytest.fixture
-def queues(sqs_settings: QueueSettings) -> Iterator[LedgerQueues]:
-    made = LedgerQueues(sqs_settings)
-    yield made
-    made.delete_all()
-
-
-@pytest.fixture
-def proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto_endpoint) as running:  # served from a thread of its own
-        yield running
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger.jsonl")
-
-
-def _stop(worker: CliProcess) -> tuple[int, float]:
-    """SIGTERM the worker; its exit code and the seconds from the signal to its exit."""
-    signalled = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
-    code = worker.wait()
-    return code, time.monotonic() - signalled
-
-
-def _released_in_time(queues: LedgerQueues, url: str, unhandled: set[int]) -> float:
+def _released_in_time(queues: FaultQueues, url: str, unhandled: set[int]) -> float:
     """Wait until exactly the ``unhandled`` messages are visible and none is in flight;
     then check by receiving them that they are those. The seconds it took."""
 
@@ -69,64 +36,64 @@ def _released_in_time(queues: LedgerQueues, url: str, unhandled: set[int]) -> fl
         depth = queues.depth(url)
         return depth.visible == len(unhandled) and depth.in_flight == 0
 
-    took = wait_until(settled, RELEASE_WITHIN_S, lambda: f"depth {queues.depth(url)}")
+    took = wait_until(settled, lambda: f"depth {queues.depth(url)}", timeout_s=RELEASE_WITHIN_S)
     assert seqs_of(queues.probe(url)) == sorted(unhandled)
     return took
 
 
-def _drain_rest(env: dict[str, str]) -> None:
+def _drain_rest(
+    name: str,
+    queues: FaultQueues,
+    ledger: Ledger,
+    url: str,
+    env: dict[str, str],
+    *,
+    sent: int,
+    shutdown_s: float,
+) -> Figures:
     """A fresh worker in burst mode with an instant handler takes what is visible; it
-    exits once the queue is empty, so a message still in flight stays behind."""
+    exits once the queue is empty, so a message still in flight stays behind. Then the
+    run's figures."""
     worker = start_worker({**env, "HANDLER_MIN_S": "0", "QUEUE_CONCURRENCY": "16"}, "--burst")
     with worker:
         assert worker.wait(timeout_s=45) == ExitCode.OK, worker.output
+    return Figures.of(name, ledger, queues, url, sent=sent, t_shutdown_s=shutdown_s)
 
 
 def test_t1_baseline_handles_every_message_once(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
     total = 500
-    url = queues.create_with(visibility_timeout_s=30)
-    sent_at = time.monotonic()
-    queues.send_seqs(url, range(total))
-    env = worker_env(moto_endpoint, url, ledger.path, concurrency=16)
+    url, env, sent_at = prepare(
+        queues, ledger, moto_endpoint, total, visibility_timeout_s=30, concurrency=16
+    )
 
     with start_worker(env, "--burst") as worker:
         assert worker.wait(timeout_s=45) == ExitCode.OK, worker.output
     drained_s = time.monotonic() - sent_at
 
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T1 baseline",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_drain_s=drained_s,
-    )
+    figures = Figures.of("T1 baseline", ledger, queues, url, sent=total, t_drain_s=drained_s)
     oks = ledger.events("ok")
     handling_s = max(e.t for e in oks) - min(e.t for e in ledger.events("start"))
     figures.extra["throughput_msg_s"] = total / max(handling_s, 1e-3)
     print(figures.line())
-    assert (figures.ok_unique, figures.dup, figures.lost) == (total, 0, 0)
-    assert (figures.dlq, figures.residual) == (0, 0)
+    figures.assert_handled_once()
     assert {e.receive_count for e in oks} == {1}
     assert summary(worker)["succeeded"] == total
 
 
 def _sigkill_mid_batch(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str, *, total: int, kill_after_s: float
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str, *, total: int, kill_after_s: float
 ) -> None:
     """Kill a worker ``kill_after_s`` after its first handler started; a second one drains."""
     concurrency, visibility_timeout_s = 16, 3
     pollers = math.ceil(concurrency / 10)  # QUEUE_POLLERS' default: one per 10 slots
-    url = queues.create_with(visibility_timeout_s=visibility_timeout_s)
-    sent_at = time.monotonic()
-    queues.send_seqs(url, range(total))
-    env = worker_env(
+    url, env, sent_at = prepare(
+        queues,
+        ledger,
         moto_endpoint,
-        url,
-        ledger.path,
+        total,
+        visibility_timeout_s=visibility_timeout_s,
         concurrency=concurrency,
         HANDLER_MIN_S=0.02,
         HANDLER_MAX_S=0.12,
@@ -146,21 +113,20 @@ def _sigkill_mid_batch(
     with start_worker(env) as second:
         wait_until(
             lambda: len(ledger.ok_counts()) == total,
-            visibility_timeout_s + 40,
             lambda: f"{len(ledger.ok_counts())} of {total} handled",
+            timeout_s=visibility_timeout_s + 40,
         )
         drained_s = time.monotonic() - sent_at
         after_kill_s = time.time() - killed_at
-        code, shutdown_s = _stop(second)
+        code, shutdown_s = stop_worker(second)
     assert code == ExitCode.OK, second.output
 
-    depth = queues.depth(url)
     figures = Figures.of(
         f"T2 SIGKILL at {kill_after_s:g}s",
         ledger,
+        queues,
+        url,
         sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
         t_drain_s=drained_s,
         t_shutdown_s=shutdown_s,
     )
@@ -187,7 +153,7 @@ def _sigkill_mid_batch(
 
 
 def test_t2_sigkill_mid_batch_loses_nothing_and_repeats_only_what_was_held(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
     _sigkill_mid_batch(queues, ledger, moto_endpoint, total=600, kill_after_s=1.0)
 
@@ -196,22 +162,21 @@ def test_t2_sigkill_mid_batch_loses_nothing_and_repeats_only_what_was_held(
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kill_after_s", [2.0, 3.5, 5.0])
 def test_t2_sigkill_at_three_moments(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str, kill_after_s: float
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str, kill_after_s: float
 ) -> None:
     _sigkill_mid_batch(queues, ledger, moto_endpoint, total=2000, kill_after_s=kill_after_s)
 
 
 def test_t3_sigterm_strands_nothing_for_the_visibility_timeout(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
-    # A visibility timeout of 120 s: a message left in flight by the stop would show.
     total, shutdown_timeout_s = 200, 5.0
-    url = queues.create_with(visibility_timeout_s=120)
-    queues.send_seqs(url, range(total))
-    env = worker_env(
+    url, env, _ = prepare(
+        queues,
+        ledger,
         moto_endpoint,
-        url,
-        ledger.path,
+        total,
+        visibility_timeout_s=STRANDED_S,
         concurrency=4,
         wait_time_seconds=2,
         shutdown_timeout=shutdown_timeout_s,
@@ -220,23 +185,14 @@ def test_t3_sigterm_strands_nothing_for_the_visibility_timeout(
 
     with start_worker(env) as worker:
         ledger.wait_for("ok", 12, timeout_s=30)  # three rounds of four handled
-        code, shutdown_s = _stop(worker)
+        code, shutdown_s = stop_worker(worker)
     assert code == ExitCode.OK, worker.output
     ok = ledger.ok_counts()
     started = {e.seq for e in ledger.events("start")}
     assert started == set(ok), "a handler that started before the stop did not finish"
     release_s = _released_in_time(queues, url, set(range(total)) - set(ok))
 
-    _drain_rest(env)
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T3 SIGTERM",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_shutdown_s=shutdown_s,
-    )
+    figures = _drain_rest("T3 SIGTERM", queues, ledger, url, env, sent=total, shutdown_s=shutdown_s)
     figures.extra["handled_before_stop"] = len(ok)
     figures.extra["release_latency_s"] = release_s
     print(figures.line())
@@ -245,17 +201,17 @@ def test_t3_sigterm_strands_nothing_for_the_visibility_timeout(
 
 
 def test_t3b_deletes_pending_at_sigterm_are_flushed(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
     # 16 handlers end 1.0-1.5 s after they start: the signal comes with the first of them,
     # so their deletes are pending or still to come when the stop begins.
     total, concurrency = 48, 16
-    url = queues.create_with(visibility_timeout_s=120)
-    queues.send_seqs(url, range(total))
-    env = worker_env(
+    url, env, _ = prepare(
+        queues,
+        ledger,
         moto_endpoint,
-        url,
-        ledger.path,
+        total,
+        visibility_timeout_s=STRANDED_S,
         concurrency=concurrency,
         shutdown_timeout=5,
         HANDLER_MIN_S=1.0,
@@ -264,7 +220,7 @@ def test_t3b_deletes_pending_at_sigterm_are_flushed(
 
     with start_worker(env) as worker:
         ledger.wait_for("ok", 1, timeout_s=30)
-        code, shutdown_s = _stop(worker)
+        code, shutdown_s = stop_worker(worker)
     assert code == ExitCode.OK, worker.output
     ok = ledger.ok_counts()
     after_signal = len(ok) - 1
@@ -272,15 +228,8 @@ def test_t3b_deletes_pending_at_sigterm_are_flushed(
     # A delete that was not flushed leaves its message in flight for 120 s.
     release_s = _released_in_time(queues, url, set(range(total)) - set(ok))
 
-    _drain_rest(env)
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T3b SIGTERM flushes deletes",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_shutdown_s=shutdown_s,
+    figures = _drain_rest(
+        "T3b SIGTERM flushes deletes", queues, ledger, url, env, sent=total, shutdown_s=shutdown_s
     )
     figures.extra["ok_after_signal"] = after_signal
     figures.extra["release_latency_s"] = release_s
@@ -290,67 +239,99 @@ def test_t3b_deletes_pending_at_sigterm_are_flushed(
     assert shutdown_s <= 5 + 1
 
 
-def test_t4_grace_expiry_cancels_and_hands_back_at_once(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str
-) -> None:
-    total, concurrency, shutdown_timeout_s = 8, 4, 2.0
-    url = queues.create_with(visibility_timeout_s=120)
-    queues.send_seqs(url, range(total))
-    env = worker_env(
+# T4: 8 messages, 4 handlers of 60 s running when the stop comes.
+T4_TOTAL, T4_CONCURRENCY = 8, 4
+T4_FORCED_GRACE_S = 30.0  # the forced stop's grace: a second signal must cut it short
+
+
+@dataclass
+class _Cancelled:
+    """What a stop that cancelled the running handlers left."""
+
+    figures: Figures  # once a fresh worker drained the queue
+    shutdown_s: float
+    cancelled: list[Call]  # the stopped worker's ``fail`` lines
+    completed: list[Call]  # its ``ok`` lines
+    stats: dict[str, int]  # its summary counts
+
+
+def _cancel_running_handlers(
+    name: str,
+    queues: FaultQueues,
+    ledger: Ledger,
+    moto_endpoint: str,
+    *,
+    shutdown_timeout_s: float,
+    stop: Callable[[CliProcess], tuple[int, float]],
+) -> _Cancelled:
+    """Stop a worker with ``stop`` while its handlers have long to run; check it exits 0
+    (README: a graceful stop exits 0, also when running handlers had to be cancelled) and
+    every message is visible again at once (not deleted); print the figures."""
+    url, env, _ = prepare(
+        queues,
+        ledger,
         moto_endpoint,
-        url,
-        ledger.path,
-        concurrency=concurrency,
+        T4_TOTAL,
+        visibility_timeout_s=STRANDED_S,
+        concurrency=T4_CONCURRENCY,
         shutdown_timeout=shutdown_timeout_s,
         HANDLER_MIN_S=60,
     )
 
     with start_worker(env) as worker:
-        ledger.wait_for("start", concurrency, timeout_s=30)
-        code, shutdown_s = _stop(worker)
-    # README: a graceful stop exits 0, also when running handlers had to be cancelled.
+        ledger.wait_for("start", T4_CONCURRENCY, timeout_s=30)
+        code, shutdown_s = stop(worker)
     assert code == ExitCode.OK, worker.output
     cancelled = ledger.events("fail")
-    assert sorted(e.error or "" for e in cancelled) == ["CancelledError"] * concurrency
-    assert ledger.events("ok") == []
-    # Not deleted, and visible again at once: every message is back.
-    release_s = _released_in_time(queues, url, set(range(total)))
+    completed = ledger.events("ok")
+    release_s = _released_in_time(queues, url, set(range(T4_TOTAL)))
     stats = summary(worker)
 
-    _drain_rest(env)
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T4 grace expiry",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_shutdown_s=shutdown_s,
-    )
+    figures = _drain_rest(name, queues, ledger, url, env, sent=T4_TOTAL, shutdown_s=shutdown_s)
     figures.extra["cancelled"] = len(cancelled)
     figures.extra["released"] = stats["released"]
     figures.extra["release_latency_s"] = release_s
     print(figures.line())
-    assert stats["released"] == concurrency
-    assert stats["succeeded"] == 0
-    assert shutdown_s <= 2 * (shutdown_timeout_s + 1)
+    return _Cancelled(figures, shutdown_s, cancelled, completed, stats)
+
+
+def test_t4_grace_expiry_cancels_and_hands_back_at_once(
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
+) -> None:
+    shutdown_timeout_s = 2.0
+    run = _cancel_running_handlers(
+        "T4 grace expiry",
+        queues,
+        ledger,
+        moto_endpoint,
+        shutdown_timeout_s=shutdown_timeout_s,
+        stop=stop_worker,
+    )
+    assert sorted(e.error or "" for e in run.cancelled) == ["CancelledError"] * T4_CONCURRENCY
+    assert run.completed == []
+    assert run.stats["released"] == T4_CONCURRENCY
+    assert run.stats["succeeded"] == 0
+    assert run.shutdown_s <= 2 * (shutdown_timeout_s + 1)
+    figures = run.figures
     assert (figures.dup, figures.lost, figures.dlq, figures.residual) == (0, 0, 0, 0)
 
 
 def test_t5_sigterm_during_a_long_poll_strands_nothing(
-    queues: LedgerQueues, ledger: Ledger, proxy: FaultProxy
+    queues: FaultQueues, ledger: Ledger, fault_proxy: FaultProxy
 ) -> None:
     # One poller (concurrency 4), long polling 20 s on an empty queue when the signal
     # comes; the messages arrive while that poll is still in flight.
     total = 10
-    url = queues.create_with(visibility_timeout_s=120)
-    env = worker_env(proxy.endpoint_url, url, ledger.path, concurrency=4, wait_time_seconds=20)
+    url = queues.create_with(visibility_timeout_s=STRANDED_S)
+    env = worker_env(
+        fault_proxy.endpoint_url, url, ledger.path, concurrency=4, wait_time_seconds=20
+    )
 
     with start_worker(env) as worker:
         wait_until(
-            lambda: proxy.requests["ReceiveMessage"] > 0,
-            10,
-            lambda: "no ReceiveMessage reached the proxy",
+            lambda: fault_proxy.requests["ReceiveMessage"] > 0,
+            "no ReceiveMessage reached the proxy",
+            timeout_s=10,
         )
         signalled = time.monotonic()
         worker.send_signal(signal.SIGTERM)
@@ -366,15 +347,8 @@ def test_t5_sigterm_during_a_long_poll_strands_nothing(
     stats = summary(worker)
     handled_before_exit = len(ok)
 
-    _drain_rest(env)
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T5 SIGTERM in a long poll",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_shutdown_s=shutdown_s,
+    figures = _drain_rest(
+        "T5 SIGTERM in a long poll", queues, ledger, url, env, sent=total, shutdown_s=shutdown_s
     )
     figures.extra["received_in_poll"] = stats["received"]
     figures.extra["released"] = stats["released"]
@@ -388,51 +362,32 @@ def test_t5_sigterm_during_a_long_poll_strands_nothing(
     assert shutdown_s <= 20 + 1
 
 
+def _sigterm_twice(worker: CliProcess) -> tuple[int, float]:
+    """SIGTERM, and once the graceful stop began, SIGTERM again; the exit code and the
+    seconds from the first signal to the exit."""
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait_for(r"SIGTERM received: stopping gracefully", timeout_s=10)
+    worker.send_signal(signal.SIGTERM)
+    code = worker.wait(timeout_s=T4_FORCED_GRACE_S)
+    return code, time.monotonic() - signalled
+
+
 @pytest.mark.slow
 def test_t4_a_second_sigterm_cancels_at_once_and_still_hands_back(
-    queues: LedgerQueues, ledger: Ledger, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
     # As T4, with a long grace: the second signal ends the wait for the handlers.
-    total, concurrency, shutdown_timeout_s = 8, 4, 30.0
-    url = queues.create_with(visibility_timeout_s=120)
-    queues.send_seqs(url, range(total))
-    env = worker_env(
-        moto_endpoint,
-        url,
-        ledger.path,
-        concurrency=concurrency,
-        shutdown_timeout=shutdown_timeout_s,
-        HANDLER_MIN_S=60,
-    )
-
-    with start_worker(env) as worker:
-        ledger.wait_for("start", concurrency, timeout_s=30)
-        signalled = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait_for(r"SIGTERM received: stopping gracefully", timeout_s=10)
-        worker.send_signal(signal.SIGTERM)
-        code = worker.wait(timeout_s=shutdown_timeout_s)
-        shutdown_s = time.monotonic() - signalled
-    assert code == ExitCode.OK, worker.output
-    cancelled = ledger.events("fail")
-    release_s = _released_in_time(queues, url, set(range(total)))
-    stats = summary(worker)
-
-    _drain_rest(env)
-    depth = queues.depth(url)
-    figures = Figures.of(
+    run = _cancel_running_handlers(
         "T4 forced stop",
+        queues,
         ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_shutdown_s=shutdown_s,
+        moto_endpoint,
+        shutdown_timeout_s=T4_FORCED_GRACE_S,
+        stop=_sigterm_twice,
     )
-    figures.extra["cancelled"] = len(cancelled)
-    figures.extra["released"] = stats["released"]
-    figures.extra["release_latency_s"] = release_s
-    print(figures.line())
-    assert len(cancelled) == concurrency
-    assert stats["released"] == concurrency
-    assert shutdown_s <= 2 * 2  # not the 30 s grace
+    assert len(run.cancelled) == T4_CONCURRENCY
+    assert run.stats["released"] == T4_CONCURRENCY
+    assert run.shutdown_s <= 2 * 2  # not the 30 s grace
+    figures = run.figures
     assert (figures.dup, figures.lost, figures.dlq, figures.residual) == (0, 0, 0, 0)

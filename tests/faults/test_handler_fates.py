@@ -21,32 +21,22 @@ import time
 import uuid
 from collections import Counter
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
 from aiosqsq.backends.base import MAX_BATCH_ENTRIES, SendEntry
-from tests.faults.strict_worker import (
-    HANDLER,
-    Call,
-    StrictQueues,
-    order,
-    read_ledger,
-    start_worker,
-    stop_worker,
-    wait_until,
-    worker_env,
-)
-from tests.faults.strict_worker import queues as queues  # the fixture
+from tests.faults.ledger import Call, Ledger, wait_until
+from tests.faults.queues import FaultQueues
+from tests.faults.worker import STRICT, order, start_worker, stop_gracefully, worker_env
 
 # -- T21: a hung handler ---------------------------------------------------------------
 
 
-def _fates_env(moto_endpoint: str, url: str, ledger: Path, **extra: str) -> dict[str, str]:
+def _fates_env(moto_endpoint: str, url: str, ledger: Ledger, **extra: str) -> dict[str, str]:
     return worker_env(
         moto_endpoint,
         url,
-        ledger,
+        ledger.path,
         QUEUE_RETRY_BASE_DELAY="0.2",
         QUEUE_RETRY_MAX_DELAY="1",
         **extra,
@@ -59,37 +49,41 @@ def _healthy_once(calls: list[Call], seqs: range) -> tuple[int, int, int]:
     return len(done), sum(n - 1 for n in done.values()), len(set(seqs) - set(done))
 
 
+def _wait_healthy(ledger: Ledger, healthy: int, *, timeout_s: float) -> None:
+    """Wait until each of the healthy seqs ``0 .. healthy - 1`` was handled."""
+    wait_until(
+        lambda: _healthy_once(ledger.events(), range(healthy))[0] == healthy,
+        "every healthy message handled",
+        timeout_s=timeout_s,
+    )
+
+
 def test_a_hung_handler_is_cancelled_at_its_timeout_and_redriven_after_max_receives(
-    queues: StrictQueues, moto_endpoint: str, tmp_path: Path
+    queues: FaultQueues, moto_endpoint: str, ledger: Ledger
 ) -> None:
     healthy, timeout_s, max_receives, hung = 100, 1.0, 3, 100_000
     url = queues.create(max_receive_count=max_receives)
     dlq = queues.dead_letter_url(url)
-    ledger = tmp_path / "ledger.jsonl"
     env = _fates_env(
         moto_endpoint, url, ledger, STRICT_HANG_SEQS=str(hung), STRICT_TIMEOUT_S=str(timeout_s)
     )
     bodies = [order(seq) for seq in range(healthy)]
     bodies.insert(healthy // 2, order(hung))
-    with start_worker(env) as worker:
+    with start_worker(env, app=STRICT) as worker:
         started = time.monotonic()
         queues.send(url, bodies)
-        wait_until(
-            lambda: _healthy_once(read_ledger(ledger), range(healthy))[0] == healthy,
-            "every healthy message handled",
-            timeout_s=30,
-        )
+        _wait_healthy(ledger, healthy, timeout_s=30)
         wait_until(
             lambda: queues.depth(dlq).visible == 1, "the hung message redriven", timeout_s=30
         )
         drain_s = time.monotonic() - started
         alive = worker.process.poll() is None
         timeouts = worker.wait_for(
-            rf"handler {HANDLER} timed out after {timeout_s:g} s", count=max_receives
+            rf"handler {STRICT.handler} timed out after {timeout_s:g} s", count=max_receives
         )
-        shutdown_s = stop_worker(worker)
+        shutdown_s = stop_gracefully(worker)
 
-    calls = read_ledger(ledger)
+    calls = ledger.events()
     handled, duplicated, lost = _healthy_once(calls, range(healthy))
     starts = [c for c in calls if c.seq == hung and c.event == "start"]
     ends = [c for c in calls if c.seq == hung and c.event != "start"]
@@ -124,9 +118,9 @@ def test_a_hung_handler_is_cancelled_at_its_timeout_and_redriven_after_max_recei
     ],
 )
 def test_poison_messages_are_retried_with_their_receive_count_then_dead_lettered(
-    queues: StrictQueues,
+    queues: FaultQueues,
     moto_endpoint: str,
-    tmp_path: Path,
+    ledger: Ledger,
     healthy: int,
     poison: int,
     base_delay_s: float,
@@ -134,12 +128,11 @@ def test_poison_messages_are_retried_with_their_receive_count_then_dead_lettered
     max_receives = 3
     url = queues.create(max_receive_count=max_receives)
     dlq = queues.dead_letter_url(url)
-    ledger = tmp_path / "ledger.jsonl"
     poisoned = [100_000 + i for i in range(poison)]
     env = worker_env(
         moto_endpoint,
         url,
-        ledger,
+        ledger.path,
         QUEUE_RETRY_BASE_DELAY=str(base_delay_s),
         QUEUE_RETRY_MAX_DELAY=str(4 * base_delay_s),
         QUEUE_CONCURRENCY="20",
@@ -148,14 +141,10 @@ def test_poison_messages_are_retried_with_their_receive_count_then_dead_lettered
     bodies = [order(seq) for seq in range(healthy)]
     for i, seq in enumerate(poisoned):
         bodies.insert((i + 1) * healthy // (poison + 1), order(seq))
-    with start_worker(env) as worker:
+    with start_worker(env, app=STRICT) as worker:
         started = time.monotonic()
         queues.send(url, bodies)
-        wait_until(
-            lambda: _healthy_once(read_ledger(ledger), range(healthy))[0] == healthy,
-            "every healthy message handled",
-            timeout_s=120,
-        )
+        _wait_healthy(ledger, healthy, timeout_s=120)
         healthy_s = time.monotonic() - started
         wait_until(
             lambda: queues.depth(dlq).visible == poison,
@@ -165,11 +154,11 @@ def test_poison_messages_are_retried_with_their_receive_count_then_dead_lettered
         drain_s = time.monotonic() - started
         alive = worker.process.poll() is None
         failures = worker.wait_for(
-            rf"handler {HANDLER} failed on message ", count=poison * max_receives
+            rf"handler {STRICT.handler} failed on message ", count=poison * max_receives
         )
-        shutdown_s = stop_worker(worker)
+        shutdown_s = stop_gracefully(worker)
 
-    calls = read_ledger(ledger)
+    calls = ledger.events()
     handled, duplicated, lost = _healthy_once(calls, range(healthy))
     attempts = {seq: [c for c in calls if c.seq == seq and c.event != "start"] for seq in poisoned}
     gaps = [
@@ -220,9 +209,9 @@ def test_poison_messages_are_retried_with_their_receive_count_then_dead_lettered
 )
 @pytest.mark.timeout(180)
 def test_a_fifo_group_keeps_its_order_while_one_message_fails_and_others_go_on(
-    queues: StrictQueues,
+    queues: FaultQueues,
     moto_endpoint: str,
-    tmp_path: Path,
+    ledger: Ledger,
     groups: int,
     per_group: int,
     failing: int,
@@ -237,7 +226,6 @@ def test_a_fifo_group_keeps_its_order_while_one_message_fails_and_others_go_on(
     names = "ABCDE"[:groups]
     url = queues.create_fifo(max_receive_count=max_receives)
     dlq = queues.dead_letter_url(url)
-    ledger = tmp_path / "ledger.jsonl"
     env = _fates_env(
         moto_endpoint,
         url,
@@ -267,13 +255,13 @@ def test_a_fifo_group_keeps_its_order_while_one_message_fails_and_others_go_on(
     expected = [1000 * g + i for g in range(groups) for i in range(per_group)]
     if fail_times is None:
         expected.remove(failing)
-    with start_worker(env) as worker:
+    with start_worker(env, app=STRICT) as worker:
         started = time.time()  # the ledger's clock
         queues.send_all(url, entries)
         # Every message handled, or in the dead-letter queue.
         drain_s = wait_until(
             lambda: (
-                len({c.seq for c in read_ledger(ledger) if c.event == "ok"})
+                len({c.seq for c in ledger.events() if c.event == "ok"})
                 + (queues.depth(dlq).visible if fail_times is None else 0)
                 >= len(entries)
             ),
@@ -281,13 +269,13 @@ def test_a_fifo_group_keeps_its_order_while_one_message_fails_and_others_go_on(
             timeout_s=150,
         )
         finished = {
-            group: round(max(c.t for c in read_ledger(ledger) if c.group == group) - started, 2)
+            group: round(max(c.t for c in ledger.events() if c.group == group) - started, 2)
             for group in names
         }
         alive = worker.process.poll() is None
-        shutdown_s = stop_worker(worker)
+        shutdown_s = stop_gracefully(worker)
 
-    calls = read_ledger(ledger)
+    calls = ledger.events()
     done = Counter(c.seq for c in calls if c.event == "ok")
     failed = [c for c in calls if c.event == "fail"]
     depth = queues.depth(url)

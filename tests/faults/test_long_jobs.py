@@ -9,29 +9,42 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from aiosqsq.cli import ExitCode
-from aiosqsq.settings import QueueSettings
-from tests.faults.ledger import Figures, Ledger, LedgerQueues, start_worker, summary, worker_env
+from tests.cli.harness import CliProcess
+from tests.faults.ledger import Figures, Ledger
 from tests.faults.proxy import Delay, FaultProxy
+from tests.faults.queues import FaultQueues
+from tests.faults.worker import prepare, start_worker, summary
 
 
-@pytest.fixture
-def queues(sqs_settings: QueueSettings) -> Iterator[LedgerQueues]:
-    made = LedgerQueues(sqs_settings)
-    yield made
-    made.delete_all()
+def _handle_all(
+    queues: FaultQueues,
+    ledger: Ledger,
+    endpoint_url: str,
+    total: int,
+    *,
+    visibility_timeout_s: int,
+    ok_within_s: float,
+    stop_with: signal.Signals = signal.SIGTERM,
+    **knobs: object,
+) -> tuple[str, CliProcess, float]:
+    """Send ``total`` messages, run a worker until each is handled, stop it with
+    ``stop_with`` and check it exits 0; the queue, the worker and its shutdown time."""
+    url, env, _ = prepare(
+        queues, ledger, endpoint_url, total, visibility_timeout_s=visibility_timeout_s, **knobs
+    )
 
-
-@pytest.fixture
-def proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto_endpoint) as running:  # served from a thread of its own
-        yield running
+    with start_worker(env) as worker:
+        ledger.wait_for("ok", total, timeout_s=ok_within_s)
+        signalled = time.monotonic()
+        worker.send_signal(stop_with)
+        assert worker.wait() == ExitCode.OK, worker.output
+        shutdown_s = time.monotonic() - signalled
+    return url, worker, shutdown_s
 
 
 @dataclass
@@ -69,53 +82,41 @@ def lease_timeline(proxy: FaultProxy, visibility_timeout_s: float) -> LeaseTimel
 
 
 def test_t6_long_jobs_are_kept_hidden_by_batched_extensions(
-    queues: LedgerQueues, tmp_path: Path, proxy: FaultProxy
+    queues: FaultQueues, ledger: Ledger, fault_proxy: FaultProxy
 ) -> None:
     # Handlers of 7-8 s on a queue whose visibility timeout is 2 s: each needs several
     # extensions; all six are received together, so each beat can extend them in one call.
     total, visibility_timeout_s = 6, 2
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    url = queues.create_with(visibility_timeout_s=visibility_timeout_s)
-    queues.send_seqs(url, range(total))
-    env = worker_env(
-        proxy.endpoint_url,
-        url,
-        ledger.path,
+    url, worker, _ = _handle_all(
+        queues,
+        ledger,
+        fault_proxy.endpoint_url,
+        total,
+        visibility_timeout_s=visibility_timeout_s,
+        ok_within_s=30,
+        stop_with=signal.SIGINT,  # as from a terminal
         concurrency=10,
         HANDLER_MIN_S=7,
         HANDLER_MAX_S=8,
     )
-
-    with start_worker(env) as worker:
-        ledger.wait_for("ok", total, timeout_s=30)
-        worker.send_signal(signal.SIGINT)  # as from a terminal
-        assert worker.wait() == ExitCode.OK, worker.output
     stats = summary(worker)
 
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T6 long jobs",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-    )
-    batch_calls = proxy.requests["ChangeMessageVisibilityBatch"]
+    figures = Figures.of("T6 long jobs", ledger, queues, url, sent=total)
+    batch_calls = fault_proxy.requests["ChangeMessageVisibilityBatch"]
     figures.extra["extensions"] = stats["heartbeats_sent"]
     figures.extra["extension_calls"] = batch_calls
-    figures.extra["single_calls"] = proxy.requests["ChangeMessageVisibility"]
+    figures.extra["single_calls"] = fault_proxy.requests["ChangeMessageVisibility"]
     figures.extra["entries_per_call"] = stats["heartbeats_sent"] / max(batch_calls, 1)
-    timeline = lease_timeline(proxy, visibility_timeout_s)
+    timeline = lease_timeline(fault_proxy, visibility_timeout_s)
     figures.extra["min_hb_slack_s"] = timeline.min_slack_s
     figures.extra["extended_after_delete"] = timeline.extended_after_delete
     print(figures.line())
 
-    assert (figures.ok_unique, figures.dup, figures.lost) == (total, 0, 0)
-    assert (figures.dlq, figures.residual) == (0, 0)
+    figures.assert_handled_once()
     assert {e.receive_count for e in ledger.events("start")} == {1}  # never redelivered
     # 7 s of handling with 2 s of visibility: at least 3 extensions per message.
     assert stats["heartbeats_sent"] >= 3 * total
-    assert proxy.requests["ChangeMessageVisibility"] == 0
+    assert fault_proxy.requests["ChangeMessageVisibility"] == 0
     # Batched: the messages held together are extended together, not one call each.
     assert stats["heartbeats_sent"] >= (total / 2) * batch_calls
     # Each extension came while the message was still hidden, and none after its delete.
@@ -125,7 +126,7 @@ def test_t6_long_jobs_are_kept_hidden_by_batched_extensions(
 
 
 def test_t7_the_heartbeat_never_extends_a_message_already_deleted(
-    queues: LedgerQueues, tmp_path: Path, proxy: FaultProxy
+    queues: FaultQueues, ledger: Ledger, fault_proxy: FaultProxy
 ) -> None:
     # 100 handlers of 3-5 s on a 6 s visibility timeout, received together: one beat,
     # 3.0-4.5 s after the receive, extends those still running in batches of 10, one
@@ -134,46 +135,33 @@ def test_t7_the_heartbeat_never_extends_a_message_already_deleted(
     # meanwhile (README: the heartbeat never extends a settled message, which is what
     # keeps it from overwriting a retry's backoff).
     total, visibility_timeout_s = 100, 6
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    url = queues.create_with(visibility_timeout_s=visibility_timeout_s)
-    queues.send_seqs(url, range(total))
-    proxy.add("ChangeMessageVisibilityBatch", Delay(0.2))
-    env = worker_env(
-        proxy.endpoint_url,
-        url,
-        ledger.path,
+    fault_proxy.add("ChangeMessageVisibilityBatch", Delay(0.2))
+    url, worker, _ = _handle_all(
+        queues,
+        ledger,
+        fault_proxy.endpoint_url,
+        total,
+        visibility_timeout_s=visibility_timeout_s,
+        ok_within_s=45,
         concurrency=total,
         HANDLER_MIN_S=3.0,
         HANDLER_MAX_S=5.0,
     )
-
-    with start_worker(env) as worker:
-        ledger.wait_for("ok", total, timeout_s=45)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait() == ExitCode.OK, worker.output
     stats = summary(worker)
     complaints = [r for r in worker.records() if r.level in ("WARNING", "ERROR", "CRITICAL")]
 
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T7 heartbeat/delete race",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-    )
+    figures = Figures.of("T7 heartbeat/delete race", ledger, queues, url, sent=total)
     figures.extra["extensions"] = stats["heartbeats_sent"]
-    figures.extra["extension_calls"] = proxy.requests["ChangeMessageVisibilityBatch"]
-    figures.extra["delete_calls"] = proxy.requests["DeleteMessageBatch"]
+    figures.extra["extension_calls"] = fault_proxy.requests["ChangeMessageVisibilityBatch"]
+    figures.extra["delete_calls"] = fault_proxy.requests["DeleteMessageBatch"]
     figures.extra["lease_lost"] = stats["lease_lost"]
     figures.extra["warnings"] = len(complaints)
-    timeline = lease_timeline(proxy, visibility_timeout_s)
+    timeline = lease_timeline(fault_proxy, visibility_timeout_s)
     figures.extra["min_hb_slack_s"] = timeline.min_slack_s
     figures.extra["extended_after_delete"] = timeline.extended_after_delete
     print(figures.line())
 
-    assert (figures.ok_unique, figures.dup, figures.lost) == (total, 0, 0)
-    assert (figures.dlq, figures.residual) == (0, 0)
+    figures.assert_handled_once()
     assert stats["heartbeats_sent"] > 0, "no extension was due: the race was not run"
     assert stats["lease_lost"] == 0
     assert complaints == []
@@ -185,47 +173,33 @@ def test_t7_the_heartbeat_never_extends_a_message_already_deleted(
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_t19_idle_long_polls_do_not_starve_extensions(
-    queues: LedgerQueues, tmp_path: Path, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
     # 32 handlers of 15 s on a 6 s visibility timeout, and 8 free slots: four pollers sit
     # in 20 s long polls on the empty queue, holding connections, while the heartbeat and
     # the acker need theirs.
     total, concurrency, visibility_timeout_s = 32, 40, 6
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    url = queues.create_with(visibility_timeout_s=visibility_timeout_s)
-    queues.send_seqs(url, range(total))
-    env = worker_env(
+    url, worker, shutdown_s = _handle_all(
+        queues,
+        ledger,
         moto_endpoint,
-        url,
-        ledger.path,
+        total,
+        visibility_timeout_s=visibility_timeout_s,
+        ok_within_s=60,
         concurrency=concurrency,
         wait_time_seconds=20,
         HANDLER_MIN_S=15,
     )
-
-    with start_worker(env) as worker:
-        ledger.wait_for("ok", total, timeout_s=60)
-        signalled = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout_s=30) == ExitCode.OK, worker.output
-        shutdown_s = time.monotonic() - signalled
     stats = summary(worker)
 
-    depth = queues.depth(url)
     figures = Figures.of(
-        "T19 pool starvation",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_shutdown_s=shutdown_s,
+        "T19 pool starvation", ledger, queues, url, sent=total, t_shutdown_s=shutdown_s
     )
     figures.extra["extensions"] = stats["heartbeats_sent"]
     figures.extra["lease_lost"] = stats["lease_lost"]
     print(figures.line())
 
-    assert (figures.ok_unique, figures.dup, figures.lost) == (total, 0, 0)
-    assert (figures.dlq, figures.residual) == (0, 0)
+    figures.assert_handled_once()
     assert {e.receive_count for e in ledger.events("start")} == {1}  # never redelivered
     assert stats["heartbeats_sent"] >= 2 * total  # 15 s on 6 s: two extensions at least
     assert stats["lease_lost"] == 0

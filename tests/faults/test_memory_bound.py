@@ -8,25 +8,18 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from aiosqsq.cli import ExitCode
-from aiosqsq.settings import QueueSettings
-from tests.faults.ledger import Figures, Ledger, LedgerQueues, start_worker, summary, worker_env
+from tests.faults.ledger import Figures, Ledger
+from tests.faults.queues import FaultQueues
+from tests.faults.worker import prepare, start_worker, summary
 
 SAMPLE_EVERY_S = 1.0
 SAMPLING_SLACK = 10  # messages a 1 s sample may catch between a receive and its bookkeeping
 RSS_GROWTH_LIMIT_KB = 30 * 1024
-
-
-@pytest.fixture
-def queues(sqs_settings: QueueSettings) -> Iterator[LedgerQueues]:
-    made = LedgerQueues(sqs_settings)
-    yield made
-    made.delete_all()
 
 
 def _rss_kb(pid: int) -> int:
@@ -40,19 +33,17 @@ def _rss_kb(pid: int) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_t24_a_large_backlog_is_held_in_bounded_memory(
-    queues: LedgerQueues, tmp_path: Path, moto_endpoint: str
+    queues: FaultQueues, ledger: Ledger, moto_endpoint: str
 ) -> None:
     total, concurrency, warm_up = 20_000, 8, 2_000
     pollers = math.ceil(concurrency / 10)  # QUEUE_POLLERS' default: one per 10 slots
     held_limit = concurrency + 10 * pollers + SAMPLING_SLACK
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    url = queues.create_with(visibility_timeout_s=30)
-    sent_at = time.monotonic()
-    queues.send_seqs(url, range(total))
-    env = worker_env(
+    url, env, sent_at = prepare(
+        queues,
+        ledger,
         moto_endpoint,
-        url,
-        ledger.path,
+        total,
+        visibility_timeout_s=30,
         concurrency=concurrency,
         HANDLER_MIN_S=0.002,
         HANDLER_MAX_S=0.005,
@@ -75,15 +66,7 @@ def test_t24_a_large_backlog_is_held_in_bounded_memory(
         assert worker.wait() == ExitCode.OK, worker.output
     stats = summary(worker)
 
-    depth = queues.depth(url)
-    figures = Figures.of(
-        "T24 memory bound",
-        ledger,
-        sent=total,
-        dlq=queues.dlq_depth(url),
-        residual=depth.visible + depth.in_flight,
-        t_drain_s=drained_s,
-    )
+    figures = Figures.of("T24 memory bound", ledger, queues, url, sent=total, t_drain_s=drained_s)
     rss_growth_kb = max(rss_after_warm_up) - rss_after_warm_up[0] if rss_after_warm_up else 0
     figures.extra["samples"] = len(in_flight)
     figures.extra["max_in_flight"] = max(in_flight)
@@ -94,8 +77,7 @@ def test_t24_a_large_backlog_is_held_in_bounded_memory(
     figures.extra["throughput_msg_s"] = total / handling_s
     print(figures.line())
 
-    assert (figures.ok_unique, figures.dup, figures.lost) == (total, 0, 0)
-    assert (figures.dlq, figures.residual) == (0, 0)
+    figures.assert_handled_once()
     assert stats["succeeded"] == total
     assert len(rss_after_warm_up) >= 3, "too few samples after the warm-up to judge memory"
     assert max(in_flight) <= held_limit

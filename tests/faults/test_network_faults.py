@@ -1,14 +1,10 @@
 """Network faults against the real ``aiosqsq run`` command (reliability.md 3.4: T9, T10,
 T12-T16, T17a, T18's blackhole variant).
 
-A worker subprocess runs ``tests/faults/apps/network_ledger.py`` with
+A worker subprocess runs ``tests/faults/apps/lifecycle.py`` with
 ``QUEUE_SQS_ENDPOINT_URL`` at a fault proxy in front of moto (the test itself talks to moto
-directly). Each test computes its figures from the ledger, the queue depths and the
-proxy's request log, prints them on one line and asserts on them:
-``sent``, ``handled`` (distinct payloads with an ``ok``), ``dup`` (``ok`` lines beyond the
-first per payload), ``lost`` (sent, never handled, not dead-lettered), ``dlq``,
-``residual`` (visible + in flight left in the queue) and ``t_drain`` (from the worker's
-first "consuming" line until everything was handled and the queue was empty).
+directly); tests/faults/network_run.py runs it and computes the figures. Each test adds
+what the proxy's request log shows, prints them on one line and asserts on them.
 
 Exactness: moto here serialises requests (tests/moto_server.py), so a duplicate can only
 come from SQS semantics (a visibility timeout running out, a delete not applied).
@@ -16,198 +12,48 @@ come from SQS semantics (a visibility timeout running out, a delete not applied)
 
 from __future__ import annotations
 
-import json
-import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import SECRET, MotoQueues
-from tests.cli.harness import CliProcess
-from tests.faults.proxy import ERRORS, Exchange, FailEntries, FaultProxy, LoseResponse
+from tests.cli.conftest import SECRET
+from tests.faults.ledger import Ledger
+from tests.faults.network_run import (
+    consuming,
+    drain,
+    handles_to_messages,
+    in_window,
+    network_env,
+    rate,
+    send,
+    success_handles,
+    wait_handled,
+    warnings,
+)
+from tests.faults.proxy import ERRORS, FailEntries, FaultProxy, LoseResponse
+from tests.faults.queues import FaultQueues
 from tests.faults.tcp_proxy import TcpProxy
-
-APPS_DIR = Path(__file__).parent / "apps"
-APP = "network_ledger:app"
-CONSUMING = r"consuming \S+ with network_ledger\.record"
-DRAIN_TIMEOUT_S = 30.0
-
-
-@dataclass
-class Figures:
-    sent: int
-    handled: int
-    dup: int
-    lost: int
-    dlq: int
-    residual: int
-    t_drain: float
-
-    def line(self, name: str, **extra: object) -> str:
-        more = "".join(f" {key}={value}" for key, value in extra.items())
-        return (
-            f"{name}: sent={self.sent} handled={self.handled} dup={self.dup} lost={self.lost} "
-            f"dlq={self.dlq} residual={self.residual} t_drain={self.t_drain:.1f}s{more}"
-        )
-
-
-def _env(endpoint_url: str, queue_url: str, ledger: Path, **extra: str) -> dict[str, str]:
-    """QUEUE_* for a worker on ``queue_url`` talking to ``endpoint_url``; the secret key
-    is a sentinel that must appear in nothing the worker prints."""
-    return {
-        "QUEUE_BACKEND": "sqs",
-        "QUEUE_SQS_ENDPOINT_URL": endpoint_url,
-        "QUEUE_SQS_QUEUE_URL": queue_url,
-        "QUEUE_AWS_REGION": "us-east-1",
-        "QUEUE_AWS_ACCESS_KEY_ID": "testing",
-        "QUEUE_AWS_SECRET_ACCESS_KEY": SECRET,
-        "QUEUE_WAIT_TIME_SECONDS": "1",
-        "QUEUE_SHUTDOWN_TIMEOUT": "5",
-        "LEDGER_PATH": str(ledger),
-        **extra,
-    }
-
-
-def _worker(env: dict[str, str]) -> CliProcess:
-    return CliProcess("run", APP, "--app-dir", str(APPS_DIR), env=env)
-
-
-def _ledger(path: Path, event: str = "ok") -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    return [line for line in lines if line["event"] == event]
-
-
-def _depth(queues: MotoQueues, url: str) -> int:
-    depth = queues.depth(url)
-    return depth.visible + depth.in_flight + depth.delayed
-
-
-def _send(queues: MotoQueues, total: int) -> str:
-    url = queues.create()
-    queues.send(url, [str(seq) for seq in range(total)])
-    return url
-
-
-def _drain(
-    queues: MotoQueues,
-    url: str,
-    ledger: Path,
-    sent: int,
-    started: float,
-    timeout_s: float = DRAIN_TIMEOUT_S,
-) -> Figures:
-    """Wait (bounded) until every payload was handled and the queue is empty."""
-    deadline = time.monotonic() + timeout_s
-    residual = -1
-    while time.monotonic() < deadline:
-        if len({line["seq"] for line in _ledger(ledger)}) >= sent:
-            residual = _depth(queues, url)
-            if residual == 0:
-                break
-        time.sleep(0.1)
-    return _figures(queues, url, ledger, sent, time.monotonic() - started)
-
-
-def _figures(queues: MotoQueues, url: str, ledger: Path, sent: int, t_drain: float) -> Figures:
-    ok = Counter(str(line["seq"]) for line in _ledger(ledger))
-    dlq_url = queues.info(url).dead_letter_queue_url
-    dlq = _depth(queues, dlq_url) if dlq_url else 0
-    handled = len(ok)
-    return Figures(
-        sent=sent,
-        handled=handled,
-        dup=sum(ok.values()) - handled,
-        lost=sent - handled - dlq,
-        dlq=dlq,
-        residual=_depth(queues, url),
-        t_drain=t_drain,
-    )
-
-
-def _stop(worker: CliProcess) -> tuple[int, float]:
-    """SIGTERM; the exit code and the time to shut down."""
-    assert worker.process.poll() is None, "the worker exited:\n" + worker.output
-    started = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
-    code = worker.wait()
-    return code, time.monotonic() - started
-
-
-def _warnings(worker: CliProcess, text: str) -> list[str]:
-    return [r.message for r in worker.records() if r.level == "WARNING" and text in r.message]
-
-
-def _handles_to_messages(proxy: FaultProxy) -> dict[str, str]:
-    return {h: m for e in proxy.exchanges("ReceiveMessage") for m, h in e.received}
-
-
-@dataclass
-class Run:
-    worker: CliProcess
-    url: str
-    started: float  # when the worker said it was consuming
-
-
-@contextmanager
-def _consuming(
-    endpoint_url: str, queues: MotoQueues, ledger: Path, sent: int, **env: str
-) -> Iterator[Run]:
-    """Send ``sent`` payloads and run a worker on them until the block ends."""
-    url = _send(queues, sent)
-    with _worker(_env(endpoint_url, url, ledger, **env)) as worker:
-        worker.wait_for(CONSUMING)
-        yield Run(worker, url, time.monotonic())
-
-
-def _wait_handled(ledger: Path, count: int, event: str = "ok") -> None:
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while len(_ledger(ledger, event)) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} {event} lines in {ledger}"
-        time.sleep(0.05)
-
-
-def _in_window(proxy: FaultProxy, operation: str, start: float, end: float) -> list[Exchange]:
-    return [e for e in proxy.exchanges(operation) if start <= e.t < end]
-
-
-def _success_handles(proxy: FaultProxy, operation: str) -> Counter[str]:
-    """How often each receipt handle was in an entry the client was told succeeded."""
-    return Counter(
-        e.entries[i] for e in proxy.exchanges(operation) if e.status == 200 for i in e.succeeded
-    )
-
-
-def _assert_clean(figures: Figures, code: int) -> None:
-    assert (figures.lost, figures.residual, figures.dlq) == (0, 0, 0)
-    assert figures.handled == figures.sent
-    assert code == 0
-
+from tests.faults.worker import start_worker, stop_worker
 
 # --- T10: DeleteMessageBatch partial failures -----------------------------------------
 
 
 def test_t10_partial_delete_failures_are_retried_and_successes_never_resent(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     # 3 of the entries of 30% of delete batches are removed and reported Failed
     # (InternalError, SenderFault false): really not deleted, so they must be retried.
     fault_proxy.add("DeleteMessageBatch", FailEntries(3), probability=0.3, times=12)
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 200) as run:
-        figures = _drain(net_queues, run.url, net_ledger, 200, run.started)
-        code, t_shutdown = _stop(run.worker)
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 200) as run:
+        figures = drain(queues, run.url, ledger, 200, run.started)
+        code, t_shutdown = stop_worker(run.worker)
 
     deletes = fault_proxy.exchanges("DeleteMessageBatch")
     forged = [e.entries[i] for e in deletes if e.fault for i in e.failed]
-    succeeded = _success_handles(fault_proxy, "DeleteMessageBatch")
+    succeeded = success_handles(fault_proxy, "DeleteMessageBatch")
     attempts = Counter(h for e in deletes for h in e.entries.values())
-    message_of = _handles_to_messages(fault_proxy)
+    message_of = handles_to_messages(fault_proxy)
     distinct_in_request = all(
         len({message_of.get(h, h) for h in e.entries.values()}) == len(e.entries) for e in deletes
     )
@@ -223,7 +69,7 @@ def test_t10_partial_delete_failures_are_retried_and_successes_never_resent(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert len(forged) >= 3  # the fault did fire
     assert all(succeeded[h] == 1 for h in forged)  # every failed entry retried until deleted
@@ -236,16 +82,16 @@ def test_t10_partial_delete_failures_are_retried_and_successes_never_resent(
 
 
 def test_t12_lost_receive_responses_lose_nothing(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     # 30% of receives (5 at most; the proxy's draws are seeded) are applied by moto,
     # hiding their messages for the 2 s visibility timeout, then the worker's connection
     # is reset: those messages are phantoms, in flight but never seen.
     rule = fault_proxy.add("ReceiveMessage", LoseResponse("reset"), probability=0.3, times=5)
-    env = {"QUEUE_VISIBILITY_TIMEOUT": "2", "QUEUE_CONCURRENCY": "20", "HANDLER_DELAY_S": "0.02"}
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 200, **env) as run:
-        figures = _drain(net_queues, run.url, net_ledger, 200, run.started)
-        code, t_shutdown = _stop(run.worker)
+    env = {"QUEUE_VISIBILITY_TIMEOUT": "2", "QUEUE_CONCURRENCY": "20", "HANDLER_MIN_S": "0.02"}
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 200, **env) as run:
+        figures = drain(queues, run.url, ledger, 200, run.started)
+        code, t_shutdown = stop_worker(run.worker)
         output = run.worker.output
 
     phantoms = {
@@ -254,8 +100,8 @@ def test_t12_lost_receive_responses_lose_nothing(
         if e.status == "reset"
         for m, _ in e.received
     }
-    ok = {str(line["mid"]): line for line in _ledger(net_ledger)}
-    redelivered = [m for m in phantoms if m in ok and int(str(ok[m]["receive_count"])) >= 2]
+    ok = {e.mid: e for e in ledger.events("ok")}
+    redelivered = [m for m in phantoms if m in ok and ok[m].receive_count >= 2]
     errors = [r for r in run.worker.records() if r.level == "ERROR"]
     print(
         figures.line(
@@ -267,7 +113,7 @@ def test_t12_lost_receive_responses_lose_nothing(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert phantoms  # the fault did hide messages
     assert sorted(redelivered) == sorted(phantoms)  # each came back and was handled once
@@ -276,18 +122,18 @@ def test_t12_lost_receive_responses_lose_nothing(
 
 
 def test_t13_lost_delete_responses_repeat_nothing(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     # 30% of delete batches (6 at most; seeded draws) are applied by moto, then the
     # connection is reset: botocore sends them again, and moto's delete is idempotent.
     fault_proxy.add("DeleteMessageBatch", LoseResponse("reset"), probability=0.3, times=6)
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 200) as run:
-        figures = _drain(net_queues, run.url, net_ledger, 200, run.started)
-        code, t_shutdown = _stop(run.worker)
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 200) as run:
+        figures = drain(queues, run.url, ledger, 200, run.started)
+        code, t_shutdown = stop_worker(run.worker)
 
     deletes = fault_proxy.exchanges("DeleteMessageBatch")
     lost_answers = [e for e in deletes if e.status == "reset"]
-    succeeded = _success_handles(fault_proxy, "DeleteMessageBatch")
+    succeeded = success_handles(fault_proxy, "DeleteMessageBatch")
     unconfirmed = [h for e in lost_answers for h in e.entries.values() if not succeeded[h]]
     print(
         figures.line(
@@ -298,7 +144,7 @@ def test_t13_lost_delete_responses_repeat_nothing(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert lost_answers
     assert unconfirmed == []  # each lost answer's entries were sent again and confirmed
@@ -308,18 +154,18 @@ def test_t13_lost_delete_responses_repeat_nothing(
 
 
 def test_t14_a_5xx_burst_is_ridden_out(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     burst_s = 2.0
-    env = {"QUEUE_CONCURRENCY": "10", "HANDLER_DELAY_S": "0.1", "QUEUE_VISIBILITY_TIMEOUT": "5"}
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 200, **env) as run:
+    env = {"QUEUE_CONCURRENCY": "10", "HANDLER_MIN_S": "0.1", "QUEUE_VISIBILITY_TIMEOUT": "5"}
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 200, **env) as run:
         rule = fault_proxy.add("*", ERRORS["ServiceUnavailable"], probability=0.3, end_s=burst_s)
-        figures = _drain(net_queues, run.url, net_ledger, 200, run.started)
-        code, t_shutdown = _stop(run.worker)
+        figures = drain(queues, run.url, ledger, 200, run.started)
+        code, t_shutdown = stop_worker(run.worker)
 
     burst_end = rule.added_at + burst_s
     end_wall = time.time() - (time.monotonic() - burst_end)
-    after = [line for line in _ledger(net_ledger) if float(str(line["t"])) >= end_wall]
+    after = [e for e in ledger.events("ok") if e.t >= end_wall]
     recovery_s = figures.t_drain - (burst_end - run.started)
     print(
         figures.line(
@@ -330,7 +176,7 @@ def test_t14_a_5xx_burst_is_ridden_out(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert rule.fired >= 2  # 30% of the calls in the burst (each failure slows the next)
     # 200 messages at 10 x 0.1 s are ~2 s of work: what the burst left must be done
@@ -339,7 +185,7 @@ def test_t14_a_5xx_burst_is_ridden_out(
 
 
 def test_t15_throttling_backs_off_and_loses_nothing(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     window_s = 8.0  # from before the worker starts: its first receives are throttled
     # In rule order: 3 ThrottlingException and 3 RequestThrottled in a row (botocore's 3
@@ -366,16 +212,16 @@ def test_t15_throttling_backs_off_and_loses_nothing(
     env = {
         "QUEUE_CONCURRENCY": "30",
         "QUEUE_POLLERS": "1",  # one poller: the rules' order is the order it meets them
-        "HANDLER_DELAY_S": "3",
+        "HANDLER_MIN_S": "3",
         "QUEUE_VISIBILITY_TIMEOUT": "4",
     }
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 30, **env) as run:
-        figures = _drain(net_queues, run.url, net_ledger, 30, run.started)
-        code, t_shutdown = _stop(run.worker)
-        backoffs = _warnings(run.worker, "retrying in")
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 30, **env) as run:
+        figures = drain(queues, run.url, ledger, 30, run.started)
+        code, t_shutdown = stop_worker(run.worker)
+        backoffs = warnings(run.worker, "retrying in")
 
     start = rules[0].added_at - fault_proxy.started
-    receives = _in_window(fault_proxy, "ReceiveMessage", start, start + window_s)
+    receives = in_window(fault_proxy, "ReceiveMessage", start, start + window_s)
     rate = len(receives) / window_s
     delays = [float(w.rsplit("retrying in ", 1)[1].split()[0]) for w in backoffs]
     extensions = fault_proxy.exchanges("ChangeMessageVisibilityBatch")
@@ -390,7 +236,7 @@ def test_t15_throttling_backs_off_and_loses_nothing(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert [r.fired for r in rules[:3]] == [3, 3, 2]
     assert rules[4].fired == 1
@@ -403,21 +249,21 @@ def test_t15_throttling_backs_off_and_loses_nothing(
 
 
 def test_t16_overlimit_on_receive_does_not_hold_up_deletes_or_extensions(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     window_s = 3.0
-    env = {"QUEUE_CONCURRENCY": "20", "HANDLER_DELAY_S": "2", "QUEUE_VISIBILITY_TIMEOUT": "2"}
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 40, **env) as run:
-        _wait_handled(net_ledger, 20, "start")  # 20 handlers running
+    env = {"QUEUE_CONCURRENCY": "20", "HANDLER_MIN_S": "2", "QUEUE_VISIBILITY_TIMEOUT": "2"}
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 40, **env) as run:
+        wait_handled(ledger, 20, "start")  # 20 handlers running
         rule = fault_proxy.add("ReceiveMessage", ERRORS["OverLimit"], end_s=window_s)
-        figures = _drain(net_queues, run.url, net_ledger, 40, run.started)
-        code, t_shutdown = _stop(run.worker)
+        figures = drain(queues, run.url, ledger, 40, run.started)
+        code, t_shutdown = stop_worker(run.worker)
 
     start = rule.added_at - fault_proxy.started
     window = (start, start + window_s)
-    receives = _in_window(fault_proxy, "ReceiveMessage", *window)
-    deletes = _in_window(fault_proxy, "DeleteMessageBatch", *window)
-    extensions = _in_window(fault_proxy, "ChangeMessageVisibilityBatch", *window)
+    receives = in_window(fault_proxy, "ReceiveMessage", *window)
+    deletes = in_window(fault_proxy, "DeleteMessageBatch", *window)
+    extensions = in_window(fault_proxy, "ChangeMessageVisibilityBatch", *window)
     print(
         figures.line(
             "T16",
@@ -428,7 +274,7 @@ def test_t16_overlimit_on_receive_does_not_hold_up_deletes_or_extensions(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert rule.fired >= 1
     assert len(receives) <= 2 * 10  # 2 pollers backing off: far from a hot loop
@@ -442,7 +288,7 @@ def test_t16_overlimit_on_receive_does_not_hold_up_deletes_or_extensions(
 
 
 def test_t9_stale_handles_cost_one_warning_each_and_are_not_retried(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     stale_error = ERRORS["InvalidParameterValue"]
     invalid_error = ERRORS["ReceiptHandleIsInvalid"]
@@ -457,14 +303,14 @@ def test_t9_stale_handles_cost_one_warning_each_and_are_not_retried(
         times=3,
     )
     # 2 s handlers, 2 s visibility timeout: each is extended about 1 s into its run
-    env = {"QUEUE_CONCURRENCY": "40", "HANDLER_DELAY_S": "2", "QUEUE_VISIBILITY_TIMEOUT": "2"}
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, 40, **env) as run:
-        figures = _drain(net_queues, run.url, net_ledger, 40, run.started)
-        code, t_shutdown = _stop(run.worker)
-        lease_lost = _warnings(run.worker, "lost the lease")
-        delete_failed = _warnings(run.worker, "delete of message")
+    env = {"QUEUE_CONCURRENCY": "40", "HANDLER_MIN_S": "2", "QUEUE_VISIBILITY_TIMEOUT": "2"}
+    with consuming(fault_proxy.endpoint_url, queues, ledger, 40, **env) as run:
+        figures = drain(queues, run.url, ledger, 40, run.started)
+        code, t_shutdown = stop_worker(run.worker)
+        lease_lost = warnings(run.worker, "lost the lease")
+        delete_failed = warnings(run.worker, "delete of message")
 
-    message_of = _handles_to_messages(fault_proxy)
+    message_of = handles_to_messages(fault_proxy)
     every = fault_proxy.exchanges()
     # (receipt handle, when it was refused) per forged failure
     stale = [
@@ -487,7 +333,7 @@ def test_t9_stale_handles_cost_one_warning_each_and_are_not_retried(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert (extensions.fired, deletes.fired) == (3, 3)
     # A stale extension of a running handler: one warning, the handler cancelled, the
     # handle never used again. (A handler that returned while the extension was on the
@@ -511,29 +357,27 @@ def test_t9_stale_handles_cost_one_warning_each_and_are_not_retried(
 
 @pytest.mark.timeout(90)
 def test_t17a_expired_credentials_exit_5_then_a_fresh_worker_drains(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     sent = 200
-    url = _send(net_queues, sent)
+    url = send(queues, sent)
     # held messages whose hand-back fails with the credentials come back after 3 s
-    extra = {"QUEUE_CONCURRENCY": "10", "HANDLER_DELAY_S": "0.05", "QUEUE_VISIBILITY_TIMEOUT": "3"}
-    env = _env(fault_proxy.endpoint_url, url, net_ledger, **extra)
-    with _worker(env) as worker:
-        worker.wait_for(CONSUMING)
-        _wait_handled(net_ledger, 30)
+    extra = {"QUEUE_CONCURRENCY": "10", "HANDLER_MIN_S": "0.05", "QUEUE_VISIBILITY_TIMEOUT": "3"}
+    env = network_env(fault_proxy.endpoint_url, url, ledger, **extra)
+    with start_worker(env) as worker:
+        wait_handled(ledger, 30)
         rule = fault_proxy.add("*", ERRORS["ExpiredToken"])  # every call from now on
         expired_at = time.monotonic()
         code = worker.wait(timeout_s=30)
         t_exit = time.monotonic() - expired_at
         output = worker.output
         errors = [r.message for r in worker.records() if r.level == "ERROR"]
-    handled_before = len(_ledger(net_ledger))
+    handled_before = len(ledger.events("ok"))
     expired_receives = [e for e in fault_proxy.exchanges("ReceiveMessage") if e.fault]
     fault_proxy.clear()
-    with _worker(env) as fresh:
-        fresh.wait_for(CONSUMING)
-        figures = _drain(net_queues, url, net_ledger, sent, time.monotonic())
-        fresh_code, _ = _stop(fresh)
+    with start_worker(env) as fresh:
+        figures = drain(queues, url, ledger, sent, time.monotonic())
+        fresh_code, _ = stop_worker(fresh)
         fresh_output = fresh.output
     print(
         figures.line(
@@ -553,7 +397,7 @@ def test_t17a_expired_credentials_exit_5_then_a_fresh_worker_drains(
     assert len(expired_receives) <= 5
     assert SECRET not in output
     assert SECRET not in fresh_output
-    _assert_clean(figures, fresh_code)
+    figures.assert_clean(fresh_code)
     assert figures.dup <= 10 + 10  # at most what was held: concurrency + one batch
     # the remediation names the variables to check, readable (not masked as a token)
     assert "QUEUE_AWS_SECRET_ACCESS_KEY" in errors[0], errors
@@ -563,15 +407,15 @@ def test_t17a_expired_credentials_exit_5_then_a_fresh_worker_drains(
 
 
 def test_t18_a_tcp_blackhole_then_resets_is_ridden_out(
-    tcp_proxy: TcpProxy, net_queues: MotoQueues, net_ledger: Path
+    tcp_proxy: TcpProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     blackhole_s = 2.0
-    env = {"QUEUE_CONCURRENCY": "10", "HANDLER_DELAY_S": "0.05", "QUEUE_VISIBILITY_TIMEOUT": "10"}
-    with _consuming(tcp_proxy.endpoint_url, net_queues, net_ledger, 200, **env) as run:
-        _wait_handled(net_ledger, 20)
+    env = {"QUEUE_CONCURRENCY": "10", "HANDLER_MIN_S": "0.05", "QUEUE_VISIBILITY_TIMEOUT": "10"}
+    with consuming(tcp_proxy.endpoint_url, queues, ledger, 200, **env) as run:
+        wait_handled(ledger, 20)
         tcp_proxy.blackhole(blackhole_s, reset_after=True)
-        figures = _drain(net_queues, run.url, net_ledger, 200, run.started)
-        code, t_shutdown = _stop(run.worker)
+        figures = drain(queues, run.url, ledger, 200, run.started)
+        code, t_shutdown = stop_worker(run.worker)
         output = run.worker.output
     print(
         figures.line(
@@ -582,7 +426,7 @@ def test_t18_a_tcp_blackhole_then_resets_is_ridden_out(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert tcp_proxy.resets >= 1, output
     assert figures.t_drain <= blackhole_s + 2 + 5  # ~2 s of work, recovery within 5 s
@@ -591,36 +435,30 @@ def test_t18_a_tcp_blackhole_then_resets_is_ridden_out(
 # --- slow tier: the plan's sizes ---------------------------------------------------------
 
 
-def _rate(ledger: Path, start: float, end: float) -> float:
-    """Handled per second between two wall-clock times."""
-    ok = [float(str(line["t"])) for line in _ledger(ledger)]
-    return sum(1 for t in ok if start <= t < end) / (end - start)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_t14_plan_sized_5xx_burst(
-    fault_proxy: FaultProxy, net_queues: MotoQueues, net_ledger: Path
+    fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     """T14 at the plan's size: 503 on 30% of all calls for 20 s; N = 3,000. Throughput
     drops during the burst (each 503 costs botocore's backoff); within a few seconds of
     its end it must be back near the rate measured before it."""
     burst_s, sent = 20.0, 3000
-    env = {"QUEUE_CONCURRENCY": "16", "HANDLER_DELAY_S": "0.05", "QUEUE_VISIBILITY_TIMEOUT": "6"}
-    with _consuming(fault_proxy.endpoint_url, net_queues, net_ledger, sent, **env) as run:
-        _wait_handled(net_ledger, 100)
+    env = {"QUEUE_CONCURRENCY": "16", "HANDLER_MIN_S": "0.05", "QUEUE_VISIBILITY_TIMEOUT": "6"}
+    with consuming(fault_proxy.endpoint_url, queues, ledger, sent, **env) as run:
+        wait_handled(ledger, 100)
         before_start = time.time()
-        _wait_handled(net_ledger, 400)
+        wait_handled(ledger, 400)
         burst_start = time.time()
         rule = fault_proxy.add("*", ERRORS["ServiceUnavailable"], probability=0.3, end_s=burst_s)
-        figures = _drain(net_queues, run.url, net_ledger, sent, run.started, timeout_s=120)
-        code, t_shutdown = _stop(run.worker)
+        figures = drain(queues, run.url, ledger, sent, run.started, timeout_s=120)
+        code, t_shutdown = stop_worker(run.worker)
     burst_end = burst_start + burst_s
-    before = _rate(net_ledger, before_start, burst_start)
-    during = _rate(net_ledger, burst_start, burst_end)
-    last_ok = max(float(str(line["t"])) for line in _ledger(net_ledger))
+    before = rate(ledger, before_start, burst_start)
+    during = rate(ledger, burst_start, burst_end)
+    last_ok = max(e.t for e in ledger.events("ok"))
     after_end = min(burst_end + 5, last_ok)
-    after = _rate(net_ledger, burst_end + 1, after_end) if after_end > burst_end + 2 else None
+    after = rate(ledger, burst_end + 1, after_end) if after_end > burst_end + 2 else None
     print(
         figures.line(
             "T14-slow",
@@ -631,7 +469,7 @@ def test_t14_plan_sized_5xx_burst(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup == 0
     assert rule.fired >= 10
     # back to the plan's 90% of the rate before the burst, with 2x slack for the noise
@@ -641,7 +479,7 @@ def test_t14_plan_sized_5xx_burst(
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_t18_a_blackhole_past_the_read_timeout(
-    tcp_proxy: TcpProxy, net_queues: MotoQueues, net_ledger: Path
+    tcp_proxy: TcpProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
     """T18's variant at the plan's size: a blackhole longer than the SDK's read timeout
     (25 s): calls time out and are retried, the worker stays up, nothing is lost. A
@@ -651,15 +489,15 @@ def test_t18_a_blackhole_past_the_read_timeout(
     blackhole_s, sent, visibility_s = 30.0, 200, 10
     env = {
         "QUEUE_CONCURRENCY": "10",
-        "HANDLER_DELAY_S": "0.05",
+        "HANDLER_MIN_S": "0.05",
         "QUEUE_VISIBILITY_TIMEOUT": str(visibility_s),
     }
-    with _consuming(tcp_proxy.endpoint_url, net_queues, net_ledger, sent, **env) as run:
-        _wait_handled(net_ledger, 20)
+    with consuming(tcp_proxy.endpoint_url, queues, ledger, sent, **env) as run:
+        wait_handled(ledger, 20)
         connections_before = tcp_proxy.connections
         tcp_proxy.blackhole(blackhole_s)
-        figures = _drain(net_queues, run.url, net_ledger, sent, run.started, timeout_s=120)
-        code, t_shutdown = _stop(run.worker)
+        figures = drain(queues, run.url, ledger, sent, run.started, timeout_s=120)
+        code, t_shutdown = stop_worker(run.worker)
     print(
         figures.line(
             "T18-slow",
@@ -668,6 +506,6 @@ def test_t18_a_blackhole_past_the_read_timeout(
             t_shutdown=f"{t_shutdown:.1f}s",
         )
     )
-    _assert_clean(figures, code)
+    figures.assert_clean(code)
     assert figures.dup <= 10 + 10  # what was held: concurrency + one batch
     assert figures.t_drain <= blackhole_s + visibility_s + 10

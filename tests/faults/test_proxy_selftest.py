@@ -32,15 +32,9 @@ EXPECTED = {
 }
 
 
-def _settings(endpoint_url: str) -> QueueSettings:
-    return QueueSettings(
-        backend="sqs",
-        sqs_queue_url="default",
-        sqs_endpoint_url=endpoint_url,
-        aws_region="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def _through(settings: QueueSettings, endpoint_url: str) -> QueueSettings:
+    """``settings`` (moto's) with the proxy at ``endpoint_url`` in front of moto."""
+    return settings.model_copy(update={"sqs_endpoint_url": endpoint_url})
 
 
 async def _queue(backend: SQSBackend, count: int) -> str:
@@ -59,8 +53,10 @@ async def _receive(backend: SQSBackend, url: str, count: int) -> list[QueueMessa
     return got
 
 
-async def test_every_forged_error_parses_to_its_code_and_class(fault_proxy: FaultProxy) -> None:
-    async with SQSBackend(_settings(fault_proxy.endpoint_url)) as backend:
+async def test_every_forged_error_parses_to_its_code_and_class(
+    fault_proxy: FaultProxy, sqs_settings: QueueSettings
+) -> None:
+    async with SQSBackend(_through(sqs_settings, fault_proxy.endpoint_url)) as backend:
         for code in EXPECTED:
             fault_proxy.add("ReceiveMessage", ERRORS[code], queue=f"/q-{code}")
         caught: dict[str, BackendError] = {}
@@ -96,7 +92,7 @@ async def test_pass_through_changes_nothing(
 ) -> None:
     async with (
         SQSBackend(sqs_settings) as direct,
-        SQSBackend(_settings(fault_proxy.endpoint_url)) as proxied,
+        SQSBackend(_through(sqs_settings, fault_proxy.endpoint_url)) as proxied,
     ):
         url = await _queue(proxied, 5)
         info_direct, info_proxied = (
@@ -130,7 +126,7 @@ async def test_failed_entries_are_not_applied(
     )
     async with (
         SQSBackend(sqs_settings) as direct,
-        SQSBackend(_settings(fault_proxy.endpoint_url)) as proxied,
+        SQSBackend(_through(sqs_settings, fault_proxy.endpoint_url)) as proxied,
     ):
         url = await _queue(direct, 4)
         got = await _receive(direct, url, 4)
@@ -155,7 +151,7 @@ async def test_a_lost_response_was_applied(
     fault_proxy.add("ReceiveMessage", LoseResponse("reset"))  # every attempt
     async with (
         SQSBackend(sqs_settings) as direct,
-        SQSBackend(_settings(fault_proxy.endpoint_url)) as proxied,
+        SQSBackend(_through(sqs_settings, fault_proxy.endpoint_url)) as proxied,
     ):
         url = await _queue(direct, 3)
         got = await _receive(direct, url, 3)
@@ -181,9 +177,11 @@ async def test_a_lost_response_was_applied(
     )
 
 
-async def test_delay_holds_the_request(fault_proxy: FaultProxy) -> None:
+async def test_delay_holds_the_request(
+    fault_proxy: FaultProxy, sqs_settings: QueueSettings
+) -> None:
     fault_proxy.add("GetQueueUrl", Delay(0.5), times=1)
-    async with SQSBackend(_settings(fault_proxy.endpoint_url)) as backend:
+    async with SQSBackend(_through(sqs_settings, fault_proxy.endpoint_url)) as backend:
         url = await _queue(backend, 0)
         started = time.monotonic()
         name = url.rsplit("/", 1)[-1]
@@ -194,8 +192,10 @@ async def test_delay_holds_the_request(fault_proxy: FaultProxy) -> None:
     assert 0.5 <= elapsed < 5
 
 
-async def test_tcp_latency_blackhole_and_reset(tcp_proxy: TcpProxy) -> None:
-    async with SQSBackend(_settings(tcp_proxy.endpoint_url)) as backend:
+async def test_tcp_latency_blackhole_and_reset(
+    tcp_proxy: TcpProxy, sqs_settings: QueueSettings
+) -> None:
+    async with SQSBackend(_through(sqs_settings, tcp_proxy.endpoint_url)) as backend:
         url = await _queue(backend, 2)
         assert tcp_proxy.connections >= 1
 

@@ -16,7 +16,6 @@ import base64
 import json
 import traceback
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
@@ -24,17 +23,16 @@ from aiosqsq import App
 from aiosqsq.cli import ExitCode
 from aiosqsq.errors import ConfigurationError
 from tests.cli.harness import APPS_DIR, records, run_cli
-from tests.faults.strict_worker import (
-    HANDLER,
-    StrictQueues,
+from tests.faults.ledger import Ledger, wait_until
+from tests.faults.queues import FaultQueues
+from tests.faults.worker import (
+    ROOT,
+    STRICT,
     order,
-    read_ledger,
     start_worker,
-    stop_worker,
-    wait_until,
+    stop_gracefully,
     worker_env,
 )
-from tests.faults.strict_worker import queues as queues  # the fixture
 
 KEY_ID = "AKIAF3SENTINEL424242"
 SECRET = "F3SentinelSecretKey/0123456789+abcdefGHI"
@@ -74,21 +72,20 @@ def leaks(text: str) -> list[str]:
     ids=["debug", "wire-debug"],
 )
 def test_no_secret_in_a_debug_run_with_a_failing_handler(
-    queues: StrictQueues, moto_endpoint: str, tmp_path: Path, options: tuple[str, ...]
+    queues: FaultQueues, moto_endpoint: str, ledger: Ledger, options: tuple[str, ...]
 ) -> None:
     url = queues.create(max_receive_count=5)
-    ledger = tmp_path / "ledger.jsonl"
-    env = worker_env(moto_endpoint, url, ledger, STRICT_FAIL_SEQS="7", **CREDENTIALS)
+    env = worker_env(moto_endpoint, url, ledger.path, STRICT_FAIL_SEQS="7", **CREDENTIALS)
     sent = 10
-    with start_worker(env, *options) as worker:
+    with start_worker(env, *options, app=STRICT) as worker:
         queues.send(url, [order(seq) for seq in range(sent)])
         wait_until(
-            lambda: sum(c.event == "ok" for c in read_ledger(ledger)) == sent - 1,
+            lambda: sum(c.event == "ok" for c in ledger.events()) == sent - 1,
             "every other message handled",
             timeout_s=30,
         )
-        worker.wait_for(rf"handler {HANDLER} failed on message ")
-        shutdown_s = stop_worker(worker)
+        worker.wait_for(rf"handler {STRICT.handler} failed on message ")
+        shutdown_s = stop_gracefully(worker)
         output = worker.output
     lines = records(output)
     wire = [r for r in lines if r.level == "DEBUG" and r.logger.startswith(("botocore", "aio"))]
@@ -119,10 +116,10 @@ def test_no_secret_in_a_debug_run_with_a_failing_handler(
     ],
 )
 def test_no_secret_when_the_command_fails(
-    moto_endpoint: str, tmp_path: Path, case: str, expected: ExitCode
+    moto_endpoint: str, ledger: Ledger, case: str, expected: ExitCode
 ) -> None:
-    env = worker_env(moto_endpoint, "f3-missing-queue", tmp_path / "ledger.jsonl", **CREDENTIALS)
-    target = ("tests.faults.apps.strict:app", "--app-dir", str(Path(__file__).parents[2]))
+    env = worker_env(moto_endpoint, "f3-missing-queue", ledger.path, **CREDENTIALS)
+    target = (STRICT.target, "--app-dir", str(ROOT))
     if case == "invalid-variable":
         env["QUEUE_WAIT_TIME_SECONDS"] = "30"
     elif case == "missing-queue-url":

@@ -3,10 +3,9 @@
 The handler takes :class:`Order` (``extra="forbid"``), so a body that is not such an
 object must never reach it. Every call appends JSON lines to ``$LEDGER_PATH``: ``start``
 when the handler begins, then ``ok`` when it returns, ``fail`` when it raises or
-``cancelled`` when it is cancelled (its timeout). Each line has ``event``, ``seq``,
-``sku``, ``group`` (the body's), ``mid`` (MessageId), ``receive_count``, ``fifo_group``
-(MessageGroupId), ``attributes`` (message attribute names), ``t`` (``time.time()``) and
-``pid``. ``os.write`` on an ``O_APPEND`` descriptor: each line lands whole.
+``cancelled`` when it is cancelled (its timeout). Besides the fields every ledger line has
+(see ``ledger_writer.py``), each has ``sku`` and ``group`` (the body's), ``fifo_group``
+(MessageGroupId) and ``attributes`` (message attribute names).
 
 Knobs, from the environment:
 
@@ -22,14 +21,13 @@ careless application code might: neither may reveal a secret.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 
 import anyio
 from pydantic import BaseModel, ConfigDict
 
 from aiosqsq import App, Message
+from tests.faults.apps.ledger_writer import record
 
 
 class Order(BaseModel):
@@ -47,7 +45,6 @@ def _seqs(name: str) -> frozenset[int]:
 
 
 app = App()
-_LEDGER = os.open(os.environ["LEDGER_PATH"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 _FAIL = _seqs("STRICT_FAIL_SEQS")
 _HANG = _seqs("STRICT_HANG_SEQS")
 _FAIL_FIRST_SEQ, _, _FAIL_FIRST_N = os.environ.get("STRICT_FAIL_FIRST", "-1:0").partition(":")
@@ -56,19 +53,15 @@ _TIMEOUT = os.environ.get("STRICT_TIMEOUT_S")
 
 
 def _record(event: str, order: Order, message: Message) -> None:
-    line = {
-        "event": event,
-        "seq": order.seq,
-        "sku": order.sku,
-        "group": order.group,
-        "mid": message.message_id,
-        "receive_count": message.receive_count,
-        "fifo_group": message.group_id,
-        "attributes": sorted(message.message_attributes),
-        "t": time.time(),
-        "pid": os.getpid(),
-    }
-    os.write(_LEDGER, f"{json.dumps(line)}\n".encode())
+    record(
+        event,
+        order.seq,
+        message,
+        sku=order.sku,
+        group=order.group,
+        fifo_group=message.group_id,
+        attributes=sorted(message.message_attributes),
+    )
 
 
 def _fails(order: Order, message: Message) -> bool:
