@@ -234,8 +234,7 @@ class App:
             ensure_connections(needed + _SENDER_CONNECTIONS)
         consumers = []
         for spec in self._handlers:
-            url = await self.service.queue_url(spec.queue)
-            info = await self.service.backend.get_queue_info(url)
+            info = await self.service.queue_info(spec.queue)
             for finding in preflight(spec, info, self.settings):
                 logger.warning("%s", finding)
             consumers.append(

@@ -18,6 +18,7 @@ from aiosqsq.backends.base import (
     MessageAttributes,
     MessageAttributeValue,
     QueueBackend,
+    QueueInfo,
     QueueMessage,
     SendEntry,
     VisibilityEntry,
@@ -82,6 +83,20 @@ class QueueService:
                 url = await self._create_memory_queue(name)
             self._urls[name] = url
         return url
+
+    async def queue_info(self, queue: str | None = None) -> QueueInfo:
+        """The attributes of ``queue`` (a name or URL; None: the default queue).
+
+        A queue URL not seen before is not checked on its own first, as :meth:`queue_url`
+        would: its GetQueueAttributes call fails alike for a missing queue, so a consumer
+        starts with one call instead of two.
+        """
+        name = queue or self.settings.default_queue
+        if name not in self._urls and self.settings.backend != "memory" and _is_url(name):
+            info = await self.backend.get_queue_info(name)
+            self._urls[name] = name
+            return info
+        return await self.backend.get_queue_info(await self.queue_url(queue))
 
     async def _create_memory_queue(self, name: str) -> str:
         fifo = name.endswith(".fifo")
@@ -224,3 +239,7 @@ def _raise_first(failed: Sequence[Any], action: str, message: QueueMessage) -> N
         raise BackendError(
             failure.code, f"{action} of message {message.message_id} failed: {failure.message}"
         )
+
+
+def _is_url(queue: str) -> bool:
+    return queue.startswith(("https://", "http://"))

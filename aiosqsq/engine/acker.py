@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,8 +95,11 @@ class Acker:
         """Flush in the background until cancelled (then call :meth:`flush`)."""
         wait_s: float | None = None  # set while entries wait out a retry backoff
         while True:
-            with anyio.move_on_after(math.inf if wait_s is None else wait_s):
+            if wait_s is None:  # the common case: no timer to arm (one per flush)
                 await self._work.wait()
+            else:
+                with anyio.move_on_after(wait_s):
+                    await self._work.wait()
             if not self._full.is_set():
                 with anyio.move_on_after(self._linger_s):
                     await self._full.wait()
@@ -136,9 +138,15 @@ class Acker:
         if len(batches) == 1:  # the common case: no task to spawn
             await self._send_batch(*batches[0])
         elif batches:
+            # The first batch is sent by this task, the others by one task each; the
+            # limiter is needed only when there are more batches than parallel requests.
+            send = (
+                self._send_batch if len(batches) <= ACKER_PARALLEL_REQUESTS else self._send_limited
+            )
             async with anyio.create_task_group() as tg:
-                for table, batch in batches:
-                    tg.start_soon(self._send_limited, table, batch)
+                for table, batch in batches[1:]:
+                    tg.start_soon(send, table, batch)
+                await send(*batches[0])
         waiting = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
         if waiting:
             return max(0.0, min(waiting) - self._clock())

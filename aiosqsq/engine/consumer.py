@@ -250,13 +250,14 @@ class Consumer:
 
     def _start(self, messages: list[QueueMessage]) -> None:
         now = self._clock()
+        stopping = self._stop.is_set()  # a long poll that ended after the stop
         for message in messages:
             entry = self.registry.add(
                 message, now=now, visibility_timeout_s=self.visibility_timeout_s
             )
             self._registered += 1
             self.counters.received += 1
-            if self._stop.is_set():  # a long poll that ended after the stop
+            if stopping:
                 self._hand_back([entry])
                 self._slots.release()
                 continue
@@ -271,14 +272,14 @@ class Consumer:
 
     # -- handling ----------------------------------------------------------------------
 
-    async def _work(self, item: InFlight | str) -> None:
+    async def _work(self, item: InFlight | str, worker_scope: anyio.CancelScope) -> None:
         """What a pool worker does with one item: a message, or a FIFO group to run."""
         if isinstance(item, str):
             await self._run_group(item)
             return
         try:
             if item.state is State.WAITING:  # else handed back before it started
-                await self._handle(item)
+                await self._handle(item, worker_scope)
         finally:
             self._slots.release()
 
@@ -303,8 +304,15 @@ class Consumer:
             del self._groups[group]
             self._slots.release(len(waiting))  # cancelled: the final sweep hands them back
 
-    async def _handle(self, entry: InFlight) -> bool:
-        """Run the handler for one message and settle it. True when a FIFO group may go on."""
+    async def _handle(self, entry: InFlight, worker_scope: anyio.CancelScope | None = None) -> bool:
+        """Run the handler for one message and settle it. True when a FIFO group may go on.
+
+        Without a timeout the handler runs in ``worker_scope``, its pool worker's cancel
+        scope, when one is given: a lost lease cancels that scope, and the cancellation
+        ends the worker's current item (the worker goes on in a fresh scope). That saves
+        a cancel scope per message. FIFO groups pass none: a group must survive the loss
+        of one message's lease, to hand the rest back.
+        """
         message = entry.message
         entry.state = State.RUNNING
         try:
@@ -317,12 +325,21 @@ class Consumer:
             if self.spec.message_name is not None
             else None
         )
-        scope = entry.cancel_scope = anyio.CancelScope()
-        if self.spec.timeout_s is not None:
-            scope.deadline = anyio.current_time() + self.spec.timeout_s
+        timed_out = False
         try:
-            with scope:
-                await self.spec.call(payload, delivered)
+            if worker_scope is not None and self.spec.timeout_s is None:
+                entry.cancel_scope = worker_scope
+                try:
+                    await self.spec.call(payload, delivered)
+                finally:
+                    entry.cancel_scope = None
+            else:
+                scope = entry.cancel_scope = anyio.CancelScope()
+                if self.spec.timeout_s is not None:
+                    scope.deadline = anyio.current_time() + self.spec.timeout_s
+                with scope:
+                    await self.spec.call(payload, delivered)
+                timed_out = scope.cancel_called
         except Retry as retry:
             self._retry(entry, retry.delay_s)
             return False
@@ -339,7 +356,7 @@ class Consumer:
             return False
         if entry.lease_lost:
             return False
-        if scope.cancel_called:
+        if timed_out:
             logger.error(
                 "handler %s timed out after %g s on message %s; it was cancelled",
                 self.spec.name,
@@ -482,7 +499,7 @@ class _Pool:
     def __init__(
         self,
         task_group: TaskGroup,
-        work: Callable[[InFlight | str], Awaitable[None]],
+        work: Callable[[InFlight | str, anyio.CancelScope], Awaitable[None]],
         *,
         size: int,
     ) -> None:
@@ -513,15 +530,20 @@ class _Pool:
     async def _worker(self) -> None:
         items, work = self._items, self._work
         while True:
-            while items:
-                item = items.popleft()
-                if items:
-                    self._wake_one()
-                await work(item)
-            wakeup = anyio.Event()
-            self._idle.append(wakeup)
-            await wakeup.wait()
-            self._waking = False
+            # One cancel scope per worker, handed to each item: cancelling it (a lost
+            # lease) ends the item in progress, and the worker goes on in a fresh scope.
+            with anyio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    if items:
+                        item = items.popleft()
+                        if items:
+                            self._wake_one()
+                        await work(item, scope)
+                        continue
+                    wakeup = anyio.Event()
+                    self._idle.append(wakeup)
+                    await wakeup.wait()
+                    self._waking = False
 
 
 class _Lease:

@@ -775,3 +775,57 @@ async def test_no_credentials_is_fatal(
         "set QUEUE_AWS_ACCESS_KEY_ID and QUEUE_AWS_SECRET_ACCESS_KEY or configure the "
         "default AWS credential chain"
     )
+
+
+# --- the User-Agent header -------------------------------------------------------------
+
+
+@dataclass(eq=False)  # hashable: botocore keys handlers by identity
+class _UserAgents:
+    """The User-Agent header of each request on the wire, beside the one botocore itself
+    builds for that request (its uncached method, in the request's own context)."""
+
+    sent: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    creator: Any = None
+
+    def __call__(self, request: Any, **_: Any) -> None:
+        header = request.headers["User-Agent"]
+        self.sent.append(header.decode() if isinstance(header, bytes) else header)
+        self.expected.append(type(self.creator).to_string(self.creator))
+
+
+async def test_user_agent_is_built_once_and_is_botocore_s_own(
+    sqs_settings: QueueSettings, queue_url: str
+) -> None:
+    from botocore.useragent import UserAgentString  # type: ignore[import-untyped]
+
+    original = UserAgentString.to_string
+    built = 0
+
+    def counting(self: Any) -> str:
+        nonlocal built
+        built += 1
+        return str(original(self))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(UserAgentString, "to_string", counting)
+        async with SQSBackend(sqs_settings) as backend:
+            await backend.get_queue_depth(queue_url)  # builds the client
+            agents = _UserAgents(creator=backend._client._user_agent_creator)
+            backend._client.meta.events.register("before-send.sqs", agents)
+            built = 0
+            await backend.send_batch(queue_url, [SendEntry(str(i), f"m{i}") for i in range(3)])
+            for _ in range(3):
+                messages = await backend.receive(queue_url, max_messages=10, wait_time_s=0)
+                entries = [DeleteEntry(str(i), m.receipt_handle) for i, m in enumerate(messages)]
+                if entries:
+                    await backend.delete_batch(queue_url, entries)
+            await backend.get_queue_depth(queue_url)
+    built -= len(agents.expected)  # the recorder's own calls
+    print(f"requests={len(agents.sent)} user_agents_built={built}")
+    assert len(agents.sent) >= 5
+    assert agents.sent == agents.expected  # the very header botocore would have sent
+    assert all(agent.startswith("aiobotocore/") for agent in agents.sent)
+    # botocore builds it twice per request; cached, once per distinct set of feature ids.
+    assert built <= len(set(agents.sent))

@@ -8,16 +8,19 @@ consumer's, not a server race. moto checks visibility once per request, to the s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
 
 from aiosqsq import App, Message, QueueSettings
-from aiosqsq.backends.base import QueueMessage, VisibilityEntry
+from aiosqsq.backends.base import QueueMessage, SendEntry, VisibilityEntry
 from aiosqsq.backends.sqs import SQSBackend
+from aiosqsq.errors import QueueNotFoundError
 
 MakeQueue = Callable[..., Awaitable[str]]
 
@@ -218,3 +221,63 @@ async def test_graceful_stop_hands_back_at_once_and_leaves_no_success_undeleted(
     await backend.change_visibility_batch(
         url, [VisibilityEntry(str(i), m.receipt_handle, 0) for i, m in enumerate(messages)]
     )
+
+
+class _CountingBackend(SQSBackend):
+    """The SQS backend, recording every SQS operation it calls, in order."""
+
+    def __init__(self, settings: QueueSettings) -> None:
+        super().__init__(settings)
+        self.operations: list[str] = []
+
+    async def _call(self, operation: str, queue: str, **params: object) -> Any:
+        self.operations.append(operation)
+        return await super()._call(operation, queue, **params)
+
+
+async def test_a_consumer_of_a_queue_url_makes_one_call_before_receiving(
+    sqs_settings: QueueSettings, make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await make_queue(visibility_timeout_s=45)
+    counting = _CountingBackend(sqs_settings)
+    app = _app(counting, sqs_settings, url)
+    handled: list[str] = []
+
+    @app.handler()
+    async def handle(payload: str) -> None:
+        handled.append(payload)
+
+    sender = SQSBackend(sqs_settings)
+    try:
+        await sender.send_batch(url, [SendEntry("0", "a")])
+        with anyio.fail_after(30), caplog.at_level(logging.INFO, "aiosqsq"):
+            stats = await app.run(burst=True, handle_signals=False)
+        startup = counting.operations[: counting.operations.index("ReceiveMessage")]
+    finally:
+        await counting.aclose()
+        await sender.aclose()
+    print(f"sent=1 handled={len(handled)} succeeded={stats.succeeded} startup_calls={startup}")
+    assert startup == ["GetQueueAttributes"]  # no separate existence check first
+    assert handled == ["a"]
+    assert "visibility_timeout=45s" in caplog.text
+
+
+async def test_a_missing_queue_url_is_named_at_start(
+    sqs_settings: QueueSettings, moto_endpoint: str
+) -> None:
+    missing = f"{moto_endpoint}/123456789012/missing-{uuid.uuid4().hex[:8]}"
+    counting = _CountingBackend(sqs_settings)
+    app = _app(counting, sqs_settings, missing)
+
+    @app.handler()
+    async def handle(payload: str) -> None:
+        raise AssertionError("nothing to handle")
+
+    try:
+        with anyio.fail_after(30), pytest.raises(QueueNotFoundError) as raised:
+            await app.run(burst=True, handle_signals=False)
+    finally:
+        await counting.aclose()
+    print(f"startup_calls={counting.operations}")
+    assert missing in str(raised.value)
+    assert counting.operations == ["GetQueueAttributes"]

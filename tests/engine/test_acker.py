@@ -17,7 +17,7 @@ from aiosqsq.backends.base import (
     VisibilityEntry,
 )
 from aiosqsq.backends.memory import MemoryBackend
-from aiosqsq.engine.acker import Acker
+from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
 from aiosqsq.engine.registry import InFlight, InFlightRegistry
 from aiosqsq.errors import BackendError
 from tests.helpers import make_queue
@@ -154,3 +154,47 @@ async def test_sender_faults_are_logged_once_and_dropped(
     assert "forged-id" in warnings[0]
     assert "ReceiptHandleIsInvalid" in warnings[0]
     assert (await backend.get_queue_depth(url)).in_flight == 0
+
+
+class SlowBackend(MemoryBackend):
+    """The memory backend with each delete call taking a while, its overlap recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most_running = 0
+        self.calls = 0
+
+    async def delete_batch(self, queue_url: str, entries: Sequence[DeleteEntry]) -> BatchResult:
+        self.calls += 1
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await anyio.sleep(0.02)
+            return await super().delete_batch(queue_url, entries)
+        finally:
+            self.running -= 1
+
+
+@pytest.mark.parametrize(("count", "parallel"), [(30, 3), (80, 8), (200, ACKER_PARALLEL_REQUESTS)])
+async def test_a_flush_sends_its_batches_in_parallel_up_to_the_cap(
+    count: int, parallel: int
+) -> None:
+    backend = SlowBackend()
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, count)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    for entry in entries:
+        acker.delete(entry)
+    began = anyio.current_time()
+    await acker.flush()
+    depth = await backend.get_queue_depth(url)
+    print(
+        f"deletes={count} calls={backend.calls} most_parallel={backend.most_running} "
+        f"left={depth.visible + depth.in_flight} held={len(registry)} "
+        f"time={anyio.current_time() - began:.3f}s"
+    )
+    assert backend.calls == count // 10
+    assert backend.most_running == parallel
+    assert len(registry) == 0
+    assert depth.visible == depth.in_flight == 0
