@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sqs.py [--messages N] [--runs R] [--ks 1,4,16]
         [--concurrency C] [--backlog B] [--wait-time-s W] [--profile] [--output PATH]
-        [--hand-attributes K] [--aiosqsq-pollers P,...]
+        [--hand-attributes K] [--aiosqsq-pollers P,...] [--aiosqsq-source DIR,...]
 
 Processes, all on 127.0.0.1:
 
@@ -31,10 +31,14 @@ client is built, until the N-th delete succeeds); the consumer's whole-process C
 RSS; its requests per message by action (every request it made, startup and shutdown
 included); duplicates and losses from the handled sequence numbers; messages left in the
 queue; moto's and the proxy's CPU per message (``/proc``, from the consumer's start to its
-exit). Runs are interleaved (each run rotates the consumers' order) after one unrecorded
-warm-up drain of each; the figures are medians over runs. ``--profile`` then drains once
+exit); how often moto had none of the consumer's requests to serve (``idle``) and how many
+were waiting or being served on average (``queue``), as the proxy timed them. Runs are
+interleaved (each run rotates the consumers' order) after one unrecorded warm-up drain of
+each; the figures are medians over runs. ``--profile`` then drains once
 more with aiosqsq and with the best hand loop, sampling their stacks on the CPU clock
-(``sqs_profile.py``).
+(``sqs_profile.py``). ``--aiosqsq-source DIR`` adds a consumer that imports aiosqsq from
+``DIR`` (a copy of another version), interleaved with the rest: an A/B comparison on the
+same server in the same minutes.
 
 This is a benchmark, not a test: it reports against the targets and exits 0 (1 if a drain
 lost messages or failed).
@@ -48,6 +52,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import select
 import shlex
 import statistics
@@ -88,6 +93,7 @@ SEND_CONCURRENCY = 2  # SendMessageBatch calls in flight (moto serves one at a t
 TOP_UP_MIN = 100  # top up when at least this many messages are missing from the backlog
 TOP_UP_PAUSE_S = 0.01
 _ENTRY_IDS = [str(i) for i in range(10)]  # SQS caps a batch at 10 entries
+_QUEUE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class BenchmarkError(RuntimeError):
@@ -100,11 +106,13 @@ class Consumer:
     k: int = 0  # the hand loop's concurrent polls
     attributes: bool = False  # the hand loop asks for aiosqsq's attributes (a diagnostic)
     pollers: int | None = None  # aiosqsq's QUEUE_POLLERS; None: its default
+    source: Path | None = None  # a directory holding another aiosqsq package (A/B runs)
 
     @property
     def label(self) -> str:
         if self.kind == "aiosqsq":
-            return "aiosqsq" if self.pollers is None else f"aiosqsq pollers={self.pollers}"
+            label = "aiosqsq" if self.pollers is None else f"aiosqsq pollers={self.pollers}"
+            return label if self.source is None else f"{label} @{self.source.name}"
         return f"hand K={self.k}" + (" +attrs" if self.attributes else "")
 
 
@@ -219,10 +227,13 @@ class Producer:
 # --- one drain -----------------------------------------------------------------------
 
 
-def child_env() -> dict[str, str]:
-    """The environment without QUEUE_* and AWS_* (the consumers pass their own settings)."""
+def child_env(source: Path | None = None) -> dict[str, str]:
+    """The environment without QUEUE_* and AWS_* (the consumers pass their own settings);
+    with ``source``, the consumer imports aiosqsq from that directory instead."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_", "AWS_"))}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return env
 
 
@@ -288,7 +299,7 @@ async def drain(
                 *command,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=child_env(),
+                env=child_env(consumer.source),
                 cwd=REPO_ROOT,
             )
             done = asyncio.Event()
@@ -362,6 +373,9 @@ def figures(
         "entries_per_delete_batch": counts["entries"].get("DeleteMessageBatch", 0)
         / max(1, deletes),
         "connections": counts["connections"],
+        # the moto server's share of the drain with none of this consumer's requests to serve
+        "server_idle_share": counts["upstream_idle_s"] / max(counts["upstream_active_s"], 1e-9),
+        "server_mean_outstanding": counts["upstream_mean_outstanding"],
         "handled": len(handled),
         "duplicates": len(handled) - len(unique),
         "losses": messages - len(unique & set(range(messages))),
@@ -393,6 +407,8 @@ def summarise(drains: list[dict[str, Any]]) -> dict[str, Any]:
                 "proxy_cpu_us_per_message",
                 "messages_per_receive",
                 "entries_per_delete_batch",
+                "server_idle_share",
+                "server_mean_outstanding",
             )
         },
         "producer_lowest_backlog": min(
@@ -534,8 +550,10 @@ async def benchmark(
 
 
 def queue_name(prefix: str, consumer: Consumer) -> str:
-    suffix = ("-attrs" if consumer.attributes else "") + (
-        f"-p{consumer.pollers}" if consumer.pollers else ""
+    suffix = (
+        ("-attrs" if consumer.attributes else "")
+        + (f"-p{consumer.pollers}" if consumer.pollers else "")
+        + (f"-{_QUEUE_NAME_UNSAFE.sub('', consumer.source.name)[:20]}" if consumer.source else "")
     )
     return f"{prefix}-{consumer.kind}{consumer.k}{suffix}"
 
@@ -591,7 +609,7 @@ def table(consumers: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> s
     lines = [
         f"{'consumer':<19}{'msg/s':>7}{'CPU us/msg (min-max)':>22}{'req/msg':>9}{'recv':>7}"
         f"{'del':>7}{'other':>7}{'msg/recv':>9}{'RSS MiB':>9}{'dup':>5}{'lost':>5}"
-        f"{'moto us/msg':>12}"
+        f"{'moto us/msg':>12}{'idle':>6}{'queue':>6}"
     ]
     for label, s in consumers.items():
         by_action = s["requests_per_message_by_action"]
@@ -606,6 +624,7 @@ def table(consumers: dict[str, dict[str, Any]], comparison: dict[str, Any]) -> s
             f"{s['messages_per_receive']['median']:>9.2f}"
             f"{s['peak_rss_mib']['median']:>9.1f}{s['duplicates']:>5}{s['losses']:>5}"
             f"{s['moto_cpu_us_per_message']['median']:>12.0f}"
+            f"{s['server_idle_share']['median']:>6.1%}{s['server_mean_outstanding']['median']:>6.1f}"
         )
     met = comparison["met"]
 
@@ -655,6 +674,13 @@ def main() -> None:
         "aiosqsq's default is one poller per 10 slots, at most 4)",
     )
     parser.add_argument(
+        "--aiosqsq-source",
+        default="",
+        help="also drain with the aiosqsq package found in these directories, comma-separated "
+        "(a diagnostic for A/B runs: each must hold an aiosqsq/ package, such as a copy of "
+        "an earlier version)",
+    )
+    parser.add_argument(
         "--backlog",
         type=int,
         default=0,
@@ -679,9 +705,13 @@ def main() -> None:
     ):
         parser.error("--messages, --runs, --ks must be >= 1, --backlog 0 or >= 10")
     pollers = [int(p) for p in args.aiosqsq_pollers.split(",") if p.strip()]
+    sources = [Path(d).resolve() for d in args.aiosqsq_source.split(",") if d.strip()]
+    if any(not (d / "aiosqsq" / "__init__.py").is_file() for d in sources):
+        parser.error("--aiosqsq-source: each directory must hold an aiosqsq/ package")
     consumers = [
         Consumer("aiosqsq"),
         *(Consumer("aiosqsq", pollers=p) for p in pollers),
+        *(Consumer("aiosqsq", source=d) for d in sources),
         *(Consumer("hand", k) for k in ks),
     ]
     if args.hand_attributes is not None:

@@ -15,6 +15,13 @@ Entries and messages are counted as occurrences of ``"ReceiptHandle"`` in the JS
 (a byte count in C, no parsing); message bodies in this benchmark are decimal numbers, so
 they never contain that word. Connections accepted are counted too (keep-alive check).
 
+It also times how busy the server was, between the first request forwarded since the last
+reset and the last response (``upstream_active_s``): ``upstream_idle_s``, the time with no
+request forwarded and unanswered (the server had nothing to do for this client), and
+``upstream_mean_outstanding``, the mean number of such requests (how deep the server's
+queue of this client's requests was). A consumer that keeps the server fed leaves it idle
+close to never.
+
 The proxy answers two requests itself, never forwarded:
 
 * ``GET /__proxy/counts``: the counts as JSON;
@@ -35,6 +42,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,17 +61,43 @@ class Counts:
         self.entries: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
         self.connections = 0
+        self.outstanding = 0  # requests forwarded upstream and not answered yet
+        self._first: float | None = None  # the first request forwarded since the reset
+        self._changed = 0.0
+        self._idle_s = 0.0
+        self._outstanding_s = 0.0  # the integral of ``outstanding`` over time
+
+    def forwarded(self, change: int) -> None:
+        """One request went upstream (+1) or its response came back (-1). Idle time is
+        counted between requests only: before the first and after the last, the client
+        was starting or stopping."""
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+        else:
+            span = now - self._changed
+            if self.outstanding == 0:
+                self._idle_s += span
+            self._outstanding_s += self.outstanding * span
+        self._changed = now
+        self.outstanding += change
 
     def as_dict(self) -> dict[str, Any]:
+        active_s = 0.0 if self._first is None else self._changed - self._first
         return {
             "requests": dict(self.requests),
             "entries": dict(self.entries),
             "messages": dict(self.messages),
             "connections": self.connections,
+            "upstream_active_s": active_s,
+            "upstream_idle_s": self._idle_s,
+            "upstream_mean_outstanding": self._outstanding_s / active_s if active_s else 0.0,
         }
 
     def reset(self) -> None:
+        outstanding = self.outstanding
         self.__init__()  # type: ignore[misc]
+        self.outstanding = outstanding
 
 
 def _header(head: bytes, name: bytes) -> bytes | None:
@@ -137,8 +171,12 @@ class Proxy:
                     upstream = await asyncio.open_connection(*self.upstream)
                 up_reader, up_writer = upstream
                 up_writer.write(head + body)
-                response_head = await up_reader.readuntil(b"\r\n\r\n")
-                response_body = await _read_body(up_reader, response_head)
+                self.counts.forwarded(+1)
+                try:
+                    response_head = await up_reader.readuntil(b"\r\n\r\n")
+                    response_body = await _read_body(up_reader, response_head)
+                finally:
+                    self.counts.forwarded(-1)
                 if _HANDLE in response_body:
                     self.counts.messages[action] += response_body.count(_HANDLE)
                 client_writer.write(response_head + response_body)
