@@ -69,23 +69,30 @@ class Heartbeat:
             await self._extend(due[start : start + MAX_BATCH_ENTRIES])
 
     async def _extend(self, batch: Sequence[InFlight]) -> None:
-        now = self._clock()
-        entries, timeouts = [], []
-        for entry in batch:
-            timeout_s = min(self._visibility_timeout_s, visibility_left_s(entry.received_at, now))
-            if timeout_s < 1:
-                self._warn_capped(entry)
-                continue
-            entries.append(entry)
-            timeouts.append(timeout_s)
-        if not entries:
-            return
-        request = [
-            VisibilityEntry(str(i), entry.receipt_handle, timeouts[i])
-            for i, entry in enumerate(entries)
-        ]
         try:
             async with self._visibility_lock:
+                # Built under the lock, just before it is sent: a message settled while an
+                # earlier batch was on the wire (or while this one waited for the lock) is
+                # left out, so a settled message is never extended.
+                now = self._clock()
+                entries, timeouts = [], []
+                for entry in batch:
+                    if entry not in self._registry or entry.state is State.SETTLING:
+                        continue
+                    timeout_s = min(
+                        self._visibility_timeout_s, visibility_left_s(entry.received_at, now)
+                    )
+                    if timeout_s < 1:
+                        self._warn_capped(entry)
+                        continue
+                    entries.append(entry)
+                    timeouts.append(timeout_s)
+                if not entries:
+                    return
+                request = [
+                    VisibilityEntry(str(i), entry.receipt_handle, timeouts[i])
+                    for i, entry in enumerate(entries)
+                ]
                 result = await self._backend.change_visibility_batch(self._queue_url, request)
         except (BackendError, OSError, TimeoutError) as exc:
             # Transient or not, the next beat tries again while visibility is left.
