@@ -729,8 +729,8 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
         return BackendError(
             code,
             f"{action} was refused: the AWS credentials are invalid or expired ({code}); "
-            "check QUEUE_AWS_ACCESS_KEY_ID/QUEUE_AWS_SECRET_ACCESS_KEY/QUEUE_AWS_SESSION_TOKEN "
-            "or the default credential chain",
+            "check QUEUE_AWS_ACCESS_KEY_ID, QUEUE_AWS_SECRET_ACCESS_KEY and "
+            "QUEUE_AWS_SESSION_TOKEN, or the default credential chain",
         )
     retryable = bool(bare & (_THROTTLED | _TRANSIENT)) or (
         isinstance(status, int) and status >= 500

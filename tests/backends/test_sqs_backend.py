@@ -587,8 +587,8 @@ QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
             "ExpiredTokenException",
             f"ExpiredTokenException: sqs:ReceiveMessage on queue {QUEUE!r} was refused: the AWS "
             "credentials are invalid or expired (ExpiredTokenException); check "
-            "QUEUE_AWS_ACCESS_KEY_ID/QUEUE_AWS_SECRET_ACCESS_KEY/QUEUE_AWS_SESSION_TOKEN or the "
-            "default credential chain",
+            "QUEUE_AWS_ACCESS_KEY_ID, QUEUE_AWS_SECRET_ACCESS_KEY and QUEUE_AWS_SESSION_TOKEN, "
+            "or the default credential chain",
         ),
         (403, "InvalidClientTokenId", None, "InvalidClientTokenId", None),
         (400, "UnrecognizedClientException", None, "UnrecognizedClientException", None),
