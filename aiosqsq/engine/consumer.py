@@ -29,6 +29,7 @@ from anyio.abc import TaskGroup
 
 from aiosqsq.backends.base import (
     MAX_MESSAGE_ATTRIBUTES,
+    MAX_MESSAGE_BYTES,
     MAX_RECEIVE_MESSAGES,
     MAX_VISIBILITY_TIMEOUT_S,
     MessageAttributeValue,
@@ -37,6 +38,7 @@ from aiosqsq.backends.base import (
     QueueMessage,
     SendEntry,
     VisibilityEntry,
+    message_size,
 )
 from aiosqsq.codec import PayloadError
 from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
@@ -174,6 +176,14 @@ class Consumer:
             grace_s = self._settings.shutdown_timeout - (self._clock() - (self._stop_at or 0))
             with anyio.move_on_after(max(0.0, grace_s)):
                 await self._slots.wait_all_free()
+            for entry in self.registry.in_state(State.RUNNING):
+                logger.warning(
+                    "handler %s still ran on message %s when the shutdown timeout (%g s) "
+                    "ended: it is cancelled and the message handed back",
+                    self.spec.name,
+                    entry.message.message_id,
+                    self._settings.shutdown_timeout,
+                )
             handlers.cancel_scope.cancel()
 
     # -- receiving ---------------------------------------------------------------------
@@ -437,8 +447,12 @@ class Consumer:
             },
         }
         for name, value in ours.items():  # SQS allows 10: never drop the sender's own
-            if len(attributes) < MAX_MESSAGE_ATTRIBUTES:
-                attributes[name] = value
+            with_it = {**attributes, name: value}
+            # ... and 1 MiB of body and attributes: the copy must fit, reason or not
+            if len(with_it) <= MAX_MESSAGE_ATTRIBUTES and (
+                message_size(message.body, with_it) <= MAX_MESSAGE_BYTES
+            ):
+                attributes = with_it
         entry = SendEntry(
             id="0",
             body=message.body,

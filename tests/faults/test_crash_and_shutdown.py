@@ -253,6 +253,7 @@ class _Cancelled:
     cancelled: list[Call]  # the stopped worker's ``fail`` lines
     completed: list[Call]  # its ``ok`` lines
     stats: dict[str, int]  # its summary counts
+    timeout_warnings: list[str]  # its "shutdown timeout ... cancelled" warnings
 
 
 def _cancel_running_handlers(
@@ -286,13 +287,18 @@ def _cancel_running_handlers(
     completed = ledger.events("ok")
     release_s = _released_in_time(queues, url, set(range(T4_TOTAL)))
     stats = summary(worker)
+    timeout_warnings = [
+        r.message
+        for r in worker.records()
+        if r.level == "WARNING" and "when the shutdown timeout" in r.message
+    ]
 
     figures = _drain_rest(name, queues, ledger, url, env, sent=T4_TOTAL, shutdown_s=shutdown_s)
     figures.extra["cancelled"] = len(cancelled)
     figures.extra["released"] = stats["released"]
     figures.extra["release_latency_s"] = release_s
     print(figures.line())
-    return _Cancelled(figures, shutdown_s, cancelled, completed, stats)
+    return _Cancelled(figures, shutdown_s, cancelled, completed, stats, timeout_warnings)
 
 
 def test_t4_grace_expiry_cancels_and_hands_back_at_once(
@@ -311,6 +317,10 @@ def test_t4_grace_expiry_cancels_and_hands_back_at_once(
     assert run.completed == []
     assert run.stats["released"] == T4_CONCURRENCY
     assert run.stats["succeeded"] == 0
+    # one warning per cancelled message, naming it
+    assert sorted(w.split(" on message ")[1].split()[0] for w in run.timeout_warnings) == sorted(
+        c.mid for c in run.cancelled
+    )
     assert run.shutdown_s <= 2 * (shutdown_timeout_s + 1)
     figures = run.figures
     assert (figures.dup, figures.lost, figures.dlq, figures.residual) == (0, 0, 0, 0)
