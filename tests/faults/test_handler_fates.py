@@ -201,7 +201,21 @@ def test_poison_messages_are_retried_with_their_receive_count_then_dead_lettered
     [
         pytest.param(3, 30, 10, 2, 10, id="fails-twice"),
         pytest.param(5, 100, 40, 2, 10, id="fails-twice-5x100", marks=[pytest.mark.slow]),
-        pytest.param(3, 30, 10, None, 10, id="always-fails", marks=[pytest.mark.slow]),
+        pytest.param(
+            3,
+            30,
+            10,
+            None,
+            10,
+            id="always-fails",
+            marks=[
+                pytest.mark.slow,
+                # README, "FIFO queues": each failure spends a receive of the messages
+                # behind it that came in its batch, so the next one can follow it to the
+                # DLQ unhandled (as with Lambda and Spring); one per receive avoids it.
+                pytest.mark.xfail(strict=True, reason="documented FIFO limit"),
+            ],
+        ),
         pytest.param(
             3, 30, 10, None, 1, id="always-fails-one-per-receive", marks=[pytest.mark.slow]
         ),
