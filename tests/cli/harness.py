@@ -123,7 +123,7 @@ class CliProcess:
                 if len(matches) >= count:
                     return matches
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.process.poll() is not None and self._eof):
+                if remaining <= 0 or self._eof:  # at end of output no line can come any more
                     raise AssertionError(
                         f"{count} line(s) matching {pattern!r} not seen in {timeout_s} s; "
                         f"output:\n" + "\n".join(self._lines)
