@@ -10,6 +10,8 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 
+import anyio
+
 from aiosqsq.backends.base import (
     MAX_BATCH_ENTRIES,
     MAX_MESSAGE_BYTES,
@@ -19,6 +21,7 @@ from aiosqsq.backends.base import (
     message_size,
 )
 from aiosqsq.backends.sqs import SQSBackend
+from aiosqsq.backends.sqs_admin import SQSAdmin
 from tests.cli.conftest import MotoQueues
 
 
@@ -119,3 +122,15 @@ class FaultQueues(MotoQueues):
 
 def seqs_of(messages: Iterable[QueueMessage]) -> list[int]:
     return sorted(int(json.loads(message.body)["seq"]) for message in messages)
+
+
+def purge(queues: FaultQueues, url: str) -> None:
+    """PurgeQueue on ``url``, straight to moto: an operator emptying the queue from outside
+    while a worker holds its messages."""
+
+    async def call() -> None:
+        admin = SQSAdmin(queues.settings)
+        async with admin:
+            await admin.purge_queue(url)
+
+    anyio.run(call)
