@@ -1,7 +1,8 @@
 """The acker: coalesces one queue's deletes and visibility changes into batch calls.
 
 * Batches of up to 10 entries (SQS's cap), sent when 10 are ready or after a short
-  linger, and always on shutdown (:meth:`Acker.flush`).
+  linger, and always on shutdown (:meth:`Acker.flush`). Up to 8 requests are out at once,
+  each on a long-lived sender: a full batch goes at once, not after the ones before it.
 * Entry ids are positional (``"0"``..``"9"``) within each request: never the MessageId,
   which a standard queue may hand out twice inside one window (BatchEntryIdsNotDistinct).
 * One pending operation per MessageId, with the newest receipt handle.
@@ -26,6 +27,7 @@ from aiosqsq.backends.base import (
     QueueBackend,
     VisibilityEntry,
 )
+from aiosqsq.engine.pool import Pool
 from aiosqsq.engine.registry import InFlight, InFlightRegistry
 from aiosqsq.errors import BackendError
 
@@ -41,6 +43,9 @@ class _Pending:
     visibility_timeout_s: float | None  # None: delete
     attempts: int = 0
     not_before: float = 0.0
+
+
+_Batch = tuple[dict[str, _Pending], list[_Pending]]  # up to 10 entries and their table
 
 
 class Acker:
@@ -67,6 +72,8 @@ class Acker:
         self._work = anyio.Event()
         self._full = anyio.Event()
         self._limiter = anyio.CapacityLimiter(ACKER_PARALLEL_REQUESTS)
+        self._sending = 0  # batches the run loop has in flight
+        self._idle: anyio.Event | None = None  # made by flush while it awaits them
 
     @property
     def pending(self) -> int:
@@ -92,23 +99,98 @@ class Acker:
             self._full.set()
 
     async def run(self) -> None:
-        """Flush in the background until cancelled (then call :meth:`flush`)."""
+        """Send in the background until cancelled (then call :meth:`flush`).
+
+        Each batch goes to a sender of a :class:`Pool` as soon as it is full, up to
+        ``ACKER_PARALLEL_REQUESTS`` at once, without waiting for the batches sent before
+        it: under real latency the held messages (and the pollers' hold limit) are freed
+        batch by batch, not a whole flush at a time. A partial batch goes after the linger.
+        Long-lived senders, not a task per batch: an anyio task costs tens of µs to start.
+        """
         wait_s: float | None = None  # set while entries wait out a retry backoff
-        while True:
-            if wait_s is None:  # the common case: no timer to arm (one per flush)
-                await self._work.wait()
+        senders: Pool[_Batch] | None = None
+        try:
+            async with anyio.create_task_group() as task_group:
+                senders = Pool(task_group, self._send_in_background, size=ACKER_PARALLEL_REQUESTS)
+                while True:
+                    if wait_s is None:  # the common case: no timer to arm
+                        await self._work.wait()
+                    else:
+                        with anyio.move_on_after(wait_s):
+                            await self._work.wait()
+                    if not self._full.is_set():
+                        with anyio.move_on_after(self._linger_s):
+                            await self._full.wait()
+                    wait_s = self._dispatch(senders, full_only=self._full.is_set())
+        finally:
+            for item in senders.take_unstarted() if senders is not None else ():
+                self._requeue(item)  # cancelled before a sender took it
+                self._sent()
+
+    def _dispatch(self, senders: Pool[_Batch], *, full_only: bool) -> float | None:
+        """Hand each ready batch (only full ones with ``full_only``) to a sender, within the
+        cap on parallel requests; return seconds until a backed-off entry is due."""
+        self._work = anyio.Event()
+        self._full = anyio.Event()
+        now = self._clock()
+        leftover = capped = False
+        for table in (self._deletes, self._changes):
+            ready = [p for p in table.values() if p.not_before <= now]
+            sendable = len(ready) - len(ready) % MAX_BATCH_ENTRIES if full_only else len(ready)
+            for start in range(0, sendable, MAX_BATCH_ENTRIES):
+                if self._sending >= ACKER_PARALLEL_REQUESTS:
+                    capped = True  # the next sender to finish wakes the loop again
+                    break
+                batch = ready[start : start + MAX_BATCH_ENTRIES]
+                for pending in batch:
+                    del table[pending.entry.message.message_id]
+                self._sending += 1
+                senders.dispatch((table, batch))
+            leftover = leftover or len(ready) > sendable
+        if leftover and not capped:
+            self._work.set()  # a partial batch: linger for company, then send it
+        waiting = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
+        due = [t for t in waiting if t > now]
+        return max(0.0, min(due) - now) if due else None
+
+    async def _send_in_background(self, item: _Batch, _scope: anyio.CancelScope) -> None:
+        table, batch = item
+        try:
+            await self._send_batch(table, batch)
+        except anyio.get_cancelled_exc_class():
+            self._requeue(item)  # cut off before the answer: the flush sends it again
+            raise
+        finally:
+            self._sent()
+
+    def _sent(self) -> None:
+        self._sending -= 1
+        if self._deletes or self._changes:
+            self._work.set()  # entries left by the cap, or retries: look again
+            if max(len(self._deletes), len(self._changes)) >= MAX_BATCH_ENTRIES:
+                self._full.set()
+        if not self._sending and self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    def _requeue(self, item: _Batch) -> None:
+        """Put a batch that was not sent, or not answered, back in its table."""
+        table, batch = item
+        for pending in batch:
+            message_id = pending.entry.message.message_id
+            if message_id in table:  # a newer delivery of it was queued meanwhile
+                self._registry.remove(pending.entry)
             else:
-                with anyio.move_on_after(wait_s):
-                    await self._work.wait()
-            if not self._full.is_set():
-                with anyio.move_on_after(self._linger_s):
-                    await self._full.wait()
-            wait_s = await self._send_ready()
+                table[message_id] = pending
 
     async def flush(self, timeout_s: float = 10.0) -> None:
         """Send everything pending, retrying transient failures, for up to ``timeout_s``."""
         with anyio.move_on_after(timeout_s):
-            while self.pending:
+            while self.pending or self._sending:
+                if not self.pending:  # only the run loop's sends are still out: await them
+                    self._idle = self._idle or anyio.Event()
+                    await self._idle.wait()
+                    continue
                 wait_s = await self._send_ready()
                 if wait_s:
                     await anyio.sleep(wait_s)

@@ -21,11 +21,10 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import anyio
-from anyio.abc import TaskGroup
 
 from aiosqsq.backends.base import (
     MAX_MESSAGE_ATTRIBUTES,
@@ -44,6 +43,7 @@ from aiosqsq.codec import PayloadError
 from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
 from aiosqsq.engine.backoff import retry_delay_s, visibility_left_s
 from aiosqsq.engine.heartbeat import Heartbeat
+from aiosqsq.engine.pool import Pool
 from aiosqsq.engine.registry import InFlight, InFlightRegistry, State
 from aiosqsq.engine.slots import Slots
 from aiosqsq.engine.stats import Counters, Statistics
@@ -127,7 +127,7 @@ class Consumer:
         self.hold_limit = self.concurrency + MAX_RECEIVE_MESSAGES * self.pollers
         self._reserved = 0  # slots reserved by pollers for a receive in progress
         self._receiving = 0  # pollers inside a receive call right now
-        self._pool: _Pool
+        self._pool: Pool[InFlight | str]
         self._registered = 0  # messages ever registered: tells burst mode about activity
 
     def __repr__(self) -> str:
@@ -164,7 +164,7 @@ class Consumer:
 
     async def _consume(self, burst: bool) -> None:
         async with anyio.create_task_group() as handlers:
-            self._pool = _Pool(handlers, self._work, size=self.concurrency)
+            self._pool = Pool(handlers, self._work, size=self.concurrency)
             async with anyio.create_task_group() as pollers:
                 for _ in range(self.pollers):
                     pollers.start_soon(self._poll, burst)
@@ -501,63 +501,6 @@ class Consumer:
         self._acker.change_visibility(entry, delay_s)
         self.counters.released += 1
         self._notify("released", entry)
-
-
-class _Pool:
-    """Long-lived workers that run handlers: started on demand up to ``size``, each taking
-    one item at a time. Cheaper than a task per message: a busy worker goes straight to
-    the next item, and only a worker with nothing to do waits on an event."""
-
-    __slots__ = ("_idle", "_items", "_size", "_task_group", "_waking", "_work", "_workers")
-
-    def __init__(
-        self,
-        task_group: TaskGroup,
-        work: Callable[[InFlight | str, anyio.CancelScope], Awaitable[None]],
-        *,
-        size: int,
-    ) -> None:
-        self._task_group = task_group
-        self._work = work
-        self._size = size
-        self._workers = 0
-        self._items: deque[InFlight | str] = deque()
-        self._idle: list[anyio.Event] = []  # one per waiting worker
-        self._waking = False  # an idle worker was woken and has not run yet
-
-    def dispatch(self, item: InFlight | str) -> None:
-        self._items.append(item)
-        if self._idle:
-            self._wake_one()
-        elif self._workers < self._size:
-            self._workers += 1
-            self._task_group.start_soon(self._worker)
-
-    def _wake_one(self) -> None:
-        # One at a time: a woken worker that finds more items wakes the next, so a handler
-        # that never blocks drains a batch on one worker, and one that blocks still gets
-        # company for every item behind it.
-        if self._idle and not self._waking:
-            self._waking = True
-            self._idle.pop().set()
-
-    async def _worker(self) -> None:
-        items, work = self._items, self._work
-        while True:
-            # One cancel scope per worker, handed to each item: cancelling it (a lost
-            # lease) ends the item in progress, and the worker goes on in a fresh scope.
-            with anyio.CancelScope() as scope:
-                while not scope.cancel_called:
-                    if items:
-                        item = items.popleft()
-                        if items:
-                            self._wake_one()
-                        await work(item, scope)
-                        continue
-                    wakeup = anyio.Event()
-                    self._idle.append(wakeup)
-                    await wakeup.wait()
-                    self._waking = False
 
 
 class _Lease:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import pytest
@@ -197,4 +197,138 @@ async def test_a_flush_sends_its_batches_in_parallel_up_to_the_cap(
     assert backend.calls == count // 10
     assert backend.most_running == parallel
     assert len(registry) == 0
+    assert depth.visible == depth.in_flight == 0
+
+
+class TimedBackend(MemoryBackend):
+    """The memory backend with each delete call taking ``delay_s``: its sizes and overlap
+    recorded."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.sizes: list[int] = []
+        self.running = 0
+        self.most_running = 0
+
+    async def delete_batch(self, queue_url: str, entries: Sequence[DeleteEntry]) -> BatchResult:
+        self.sizes.append(len(entries))
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await anyio.sleep(self.delay_s)
+            return await super().delete_batch(queue_url, entries)
+        finally:
+            self.running -= 1
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while not condition():
+            await anyio.sleep(0.002)
+
+
+async def test_the_run_loop_sends_a_full_batch_without_waiting_for_the_ones_before() -> None:
+    backend = TimedBackend(delay_s=0.5)
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 20)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(acker.run)
+        for entry in entries[:10]:
+            acker.delete(entry)
+        await _until(lambda: backend.running == 1)
+        began = anyio.current_time()
+        for entry in entries[10:]:
+            acker.delete(entry)
+        await _until(lambda: backend.most_running == 2 or not backend.running)
+        second_started_s = anyio.current_time() - began
+        await registry.wait_empty()
+        tg.cancel_scope.cancel()
+    depth = await backend.get_queue_depth(url)
+    print(
+        f"deletes=20 calls={backend.sizes} most_parallel={backend.most_running} "
+        f"second_batch_started_after={second_started_s:.3f}s left={depth.visible + depth.in_flight}"
+    )
+    assert backend.sizes == [10, 10]
+    assert backend.most_running == 2  # the second batch went while the first was out
+    assert second_started_s < backend.delay_s / 2
+    assert depth.visible == depth.in_flight == 0
+
+
+async def test_the_run_loop_keeps_batches_full_within_the_cap_and_lingers_for_the_rest() -> None:
+    backend = TimedBackend(delay_s=0.05)
+    url = await make_queue(backend)
+    count = 10 * (ACKER_PARALLEL_REQUESTS + 4) + 5  # more full batches than the cap, and 5
+    registry, entries = await _held(backend, url, count)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock(), linger_s=0.01)
+    began = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(acker.run)
+        for entry in entries:
+            acker.delete(entry)
+        with anyio.fail_after(10):
+            await registry.wait_empty()
+        tg.cancel_scope.cancel()
+    depth = await backend.get_queue_depth(url)
+    print(
+        f"deletes={count} calls={len(backend.sizes)} sizes={backend.sizes} "
+        f"most_parallel={backend.most_running} left={depth.visible + depth.in_flight} "
+        f"time={anyio.current_time() - began:.3f}s"
+    )
+    assert backend.sizes == [10] * (ACKER_PARALLEL_REQUESTS + 4) + [5]
+    assert backend.most_running == ACKER_PARALLEL_REQUESTS
+    assert depth.visible == depth.in_flight == 0
+
+
+async def test_flush_waits_for_the_batches_the_run_loop_has_in_flight() -> None:
+    backend = TimedBackend(delay_s=0.3)
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 10)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(acker.run)
+        for entry in entries:
+            acker.delete(entry)
+        await _until(lambda: backend.running == 1)
+        assert acker.pending == 0  # the batch is out: only the run loop holds it
+        began = anyio.current_time()
+        await acker.flush()
+        flush_s = anyio.current_time() - began
+        held = len(registry)
+        tg.cancel_scope.cancel()
+    depth = await backend.get_queue_depth(url)
+    print(
+        f"deletes=10 calls={backend.sizes} held_after_flush={held} flush={flush_s:.3f}s "
+        f"left={depth.visible + depth.in_flight}"
+    )
+    assert held == 0
+    assert backend.sizes == [10]
+    assert depth.visible == depth.in_flight == 0
+
+
+async def test_a_batch_cut_off_by_cancelling_the_run_loop_is_sent_by_the_flush() -> None:
+    backend = TimedBackend(delay_s=0.3)
+    url = await make_queue(backend)
+    registry, entries = await _held(backend, url, 10)
+    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(acker.run)
+        for entry in entries:
+            acker.delete(entry)
+        await _until(lambda: backend.running == 1)
+        tg.cancel_scope.cancel()  # the request is cut off before its answer
+    pending_after_cancel = acker.pending
+    began = anyio.current_time()
+    await acker.flush(timeout_s=5)
+    flush_s = anyio.current_time() - began
+    depth = await backend.get_queue_depth(url)
+    print(
+        f"deletes=10 calls={backend.sizes} pending_after_cancel={pending_after_cancel} "
+        f"held={len(registry)} flush={flush_s:.3f}s left={depth.visible + depth.in_flight}"
+    )
+    assert pending_after_cancel == 10
+    assert backend.sizes == [10, 10]  # the cut-off call, then the flush's
+    assert len(registry) == 0
+    assert flush_s < 2.5  # not the flush's 5 s timeout
     assert depth.visible == depth.in_flight == 0
