@@ -4,6 +4,7 @@ from aiosqsq.app import App
 from aiosqsq.backends.base import QueueBackend, QueueMessage
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.errors import (
+    AccessError,
     AiosqsqError,
     BackendError,
     ConfigurationError,
@@ -17,6 +18,7 @@ from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
 
 __all__ = [
+    "AccessError",
     "AiosqsqError",
     "App",
     "BackendError",

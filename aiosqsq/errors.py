@@ -8,6 +8,7 @@ The tree::
     ├── PayloadTooLargeError     a body or batch exceeds the SQS size limit
     └── BackendError             a queue operation failed as a whole (carries the SQS error code)
         ├── QueueNotFoundError   the queue does not exist
+        ├── AccessError          access denied, or the credentials are invalid or expired
         └── BatchRequestError    a whole batch request was rejected
 
     Retry                        not an error: a handler's way to ask for "again, later"
@@ -59,6 +60,11 @@ class QueueNotFoundError(BackendError):
             f"queue {queue!r} does not exist: create it or check the name, region and account",
         )
         self.queue = queue
+
+
+class AccessError(BackendError):
+    """Access was denied, or the credentials are invalid or expired: no retry of any call
+    can succeed until the operator fixes the policy or the credentials."""
 
 
 class BatchRequestError(BackendError):

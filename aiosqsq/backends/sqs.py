@@ -63,6 +63,7 @@ from aiosqsq.backends.base import (
 )
 from aiosqsq.backends.limits import CODE_PREFIX, check_batch, check_send_batch
 from aiosqsq.errors import (
+    AccessError,
     BackendError,
     BatchRequestError,
     ConfigurationError,
@@ -251,6 +252,13 @@ class SQSBackend:
         if target_arn is not None:
             try:
                 dead_letter_queue_url = await self._url_for_arn(target_arn)
+            except AccessError:
+                # sqs:GetQueueUrl on the dead-letter queue is not in a consumer's least
+                # privileges: a queue of the same account and region has the same URL but
+                # for its name
+                dead_letter_queue_url = _sibling_url(queue_url, arn, target_arn)
+                if dead_letter_queue_url is None:
+                    raise
             except QueueNotFoundError:
                 logger.warning(
                     "queue %s: its RedrivePolicy names dead-letter queue %s, which does not "
@@ -634,6 +642,18 @@ def _batch_result(response: Mapping[str, Any], *, message_ids: bool = False) -> 
     )
 
 
+def _sibling_url(queue_url: str, queue_arn: str, other_arn: str) -> str | None:
+    """The URL of the queue ``other_arn`` when it is in ``queue_arn``'s partition, region
+    and account and ``queue_url`` has SQS's ``.../ACCOUNT/NAME`` form; else None."""
+    ours, theirs = queue_arn.split(":", 5), other_arn.split(":", 5)
+    if len(ours) != 6 or len(theirs) != 6 or ours[:5] != theirs[:5]:
+        return None
+    base, account, name = queue_url.rstrip("/").rsplit("/", 2)
+    if (account, name) != (ours[4], ours[5]):
+        return None
+    return f"{base}/{account}/{theirs[5]}"
+
+
 def _redrive_policy(queue_url: str, policy: str | None) -> tuple[str | None, int | None]:
     """(deadLetterTargetArn, maxReceiveCount) from a RedrivePolicy, or (None, None)."""
     if not policy:
@@ -680,7 +700,7 @@ def _translate(exc: Exception, operation: str, queue: str) -> BackendError:
         return _translate_client_error(exc, operation, queue, action)
     name = type(exc).__name__
     if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
-        return BackendError(
+        return AccessError(
             "NoCredentials",
             f"{action} failed: no usable AWS credentials; set QUEUE_AWS_ACCESS_KEY_ID and "
             "QUEUE_AWS_SECRET_ACCESS_KEY or configure the default AWS credential chain",
@@ -719,22 +739,23 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
         return BatchRequestError(
             f"{CODE_PREFIX}{batch_code}", f"{operation}: {_server_message(error)}"
         )
-    if bare & _DENIED:
-        return BackendError(
+    throttled = bare & (_THROTTLED | _TRANSIENT)
+    if bare & _DENIED or (status == 403 and not throttled and not bare & _BAD_CREDENTIALS):
+        # a 403 that is not throttling (RequestThrottled, OverLimit) is an authorization
+        # failure, even when its body cannot be parsed (moto's IAM errors are XML)
+        return AccessError(
             code,
             f"{action} was denied ({code}): allow sqs:{operation} on this queue in the "
             "caller's IAM policy (and kms:Decrypt for an SSE-KMS queue)",
         )
     if bare & _BAD_CREDENTIALS:
-        return BackendError(
+        return AccessError(
             code,
             f"{action} was refused: the AWS credentials are invalid or expired ({code}); "
             "check QUEUE_AWS_ACCESS_KEY_ID, QUEUE_AWS_SECRET_ACCESS_KEY and "
             "QUEUE_AWS_SESSION_TOKEN, or the default credential chain",
         )
-    retryable = bool(bare & (_THROTTLED | _TRANSIENT)) or (
-        isinstance(status, int) and status >= 500
-    )
+    retryable = bool(throttled) or (isinstance(status, int) and status >= 500)
     return BackendError(code, f"{action} failed: {_server_message(error)}", retryable=retryable)
 
 

@@ -29,7 +29,7 @@ from aiosqsq.backends.base import (
 )
 from aiosqsq.engine.pool import Pool
 from aiosqsq.engine.registry import InFlight, InFlightRegistry
-from aiosqsq.errors import BackendError
+from aiosqsq.errors import AccessError, BackendError
 
 logger = logging.getLogger("aiosqsq.acker")
 
@@ -60,8 +60,10 @@ class Acker:
         visibility_lock: anyio.Lock,
         linger_s: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        on_access_lost: Callable[[AccessError], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._on_access_lost = on_access_lost  # the consumer stops: no call can succeed
         self._queue_url = queue_url
         self._registry = registry
         self._visibility_lock = visibility_lock  # shared with the heartbeat: no overlap
@@ -242,6 +244,8 @@ class Acker:
         try:
             result = await self._call(batch)
         except (BackendError, OSError, TimeoutError) as exc:
+            if isinstance(exc, AccessError) and self._on_access_lost is not None:
+                self._on_access_lost(exc)
             retryable = not isinstance(exc, BackendError) or exc.retryable
             for pending in batch:
                 self._retry_or_drop(table, pending, str(exc), retryable=retryable)

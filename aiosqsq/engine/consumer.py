@@ -47,7 +47,7 @@ from aiosqsq.engine.pool import Pool
 from aiosqsq.engine.registry import InFlight, InFlightRegistry, State
 from aiosqsq.engine.slots import Slots
 from aiosqsq.engine.stats import Counters, Statistics
-from aiosqsq.errors import BackendError, Retry
+from aiosqsq.errors import AccessError, BackendError, Retry
 from aiosqsq.handler import HandlerSpec
 from aiosqsq.message import Message
 from aiosqsq.settings import QueueSettings
@@ -108,7 +108,14 @@ class Consumer:
         self.counters = Counters()
         self._slots = Slots(self.concurrency)
         lock = anyio.Lock()
-        self._acker = Acker(backend, info.url, self.registry, visibility_lock=lock, clock=clock)
+        self._acker = Acker(
+            backend,
+            info.url,
+            self.registry,
+            visibility_lock=lock,
+            clock=clock,
+            on_access_lost=self._access_lost,
+        )
         self.heartbeat = Heartbeat(
             backend,
             info.url,
@@ -117,7 +124,9 @@ class Consumer:
             visibility_timeout_s=self.visibility_timeout_s,
             visibility_lock=lock,
             clock=clock,
+            on_access_lost=self._access_lost,
         )
+        self._access_error: AccessError | None = None
         self._visibility_lock = lock
         self._stop = anyio.Event()
         self._stop_at: float | None = None
@@ -161,6 +170,15 @@ class Consumer:
                     self._hand_back(self.registry.in_state(State.WAITING, State.RUNNING))
                     await self._acker.flush()
                 services.cancel_scope.cancel()
+        if self._access_error is not None:
+            raise self._access_error
+
+    def _access_lost(self, exc: AccessError) -> None:
+        """A delete or visibility change was refused for good (access denied, credentials
+        invalid or expired): stop gracefully, then raise it, as a refused receive does."""
+        if self._access_error is None:
+            self._access_error = exc
+            self.stop()
 
     async def _consume(self, burst: bool) -> None:
         async with anyio.create_task_group() as handlers:

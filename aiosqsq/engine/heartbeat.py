@@ -20,7 +20,7 @@ from aiosqsq.backends.base import MAX_BATCH_ENTRIES, QueueBackend, VisibilityEnt
 from aiosqsq.engine.backoff import visibility_left_s
 from aiosqsq.engine.registry import InFlight, InFlightRegistry, State
 from aiosqsq.engine.stats import Counters
-from aiosqsq.errors import BackendError
+from aiosqsq.errors import AccessError, BackendError
 
 logger = logging.getLogger("aiosqsq.heartbeat")
 
@@ -36,8 +36,10 @@ class Heartbeat:
         visibility_timeout_s: float,
         visibility_lock: anyio.Lock,
         clock: Callable[[], float] = time.monotonic,
+        on_access_lost: Callable[[AccessError], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._on_access_lost = on_access_lost  # the consumer stops: no call can succeed
         self._queue_url = queue_url
         self._registry = registry
         self._counters = counters
@@ -95,6 +97,9 @@ class Heartbeat:
                 ]
                 result = await self._backend.change_visibility_batch(self._queue_url, request)
         except (BackendError, OSError, TimeoutError) as exc:
+            if isinstance(exc, AccessError) and self._on_access_lost is not None:
+                self._on_access_lost(exc)
+                return
             # Transient or not, the next beat tries again while visibility is left.
             logger.warning("heartbeat on %s failed: %s", self._queue_url, exc)
             return

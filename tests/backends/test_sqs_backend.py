@@ -23,7 +23,13 @@ from aiohttp import web
 from aiosqsq.backends import sqs
 from aiosqsq.backends.base import DeleteEntry, SendEntry, VisibilityEntry
 from aiosqsq.backends.sqs import SQSBackend
-from aiosqsq.errors import BackendError, BatchRequestError, ConfigurationError, QueueNotFoundError
+from aiosqsq.errors import (
+    AccessError,
+    BackendError,
+    BatchRequestError,
+    ConfigurationError,
+    QueueNotFoundError,
+)
 from aiosqsq.settings import QueueSettings
 from tests.backends.contract import BackendContract
 
@@ -617,7 +623,7 @@ async def test_auth_errors_are_fatal_and_name_the_call(
     with pytest.raises(BackendError) as caught:
         await faulty_backend.receive(QUEUE, max_messages=1, wait_time_s=0)
     error = caught.value
-    assert (type(error), error.code, error.retryable) == (BackendError, code, False)
+    assert (type(error), error.code, error.retryable) == (AccessError, code, False)
     assert f"sqs:ReceiveMessage on queue {QUEUE!r}" in str(error)
     if text is not None:
         assert str(error) == text
