@@ -7,9 +7,10 @@ held messages hidden meanwhile.
 
 Shutdown (:meth:`Consumer.stop`, or cancellation of :meth:`Consumer.run`):
 
-1. stop receiving; abort long polls where the backend says that is safe, else let the
-   poll in flight end and hand back what it brings at once;
-2. hand back (visibility 0) every message whose handler has not started;
+1. stop receiving, and hand back (visibility 0) at once every message whose handler
+   has not started;
+2. abort long polls where the backend says that is safe, else let the poll in flight end
+   and hand back what it brings at once;
 3. let running handlers finish until ``shutdown_timeout_s`` after the stop;
 4. cancel the rest and hand their messages back;
 5. flush every pending delete and visibility change, shielded from cancellation.
@@ -187,9 +188,13 @@ class Consumer:
                 for _ in range(self.pollers):
                     pollers.start_soon(self._poll, burst)
                 await self._stop.wait()
+                # Hand back what has not started at once, not after the long polls in
+                # flight: on SQS they are let finish, which can take WaitTimeSeconds.
+                self._hand_back(self.registry.in_state(State.WAITING))
                 if self._backend.receive_is_cancel_safe:
                     pollers.cancel_scope.cancel()
-            # Nothing is received any more: hand back what has not started, at once.
+            # Nothing is received any more (what the last polls brought went back at
+            # once, in _start): hand back anything else that has not started.
             self._hand_back(self.registry.in_state(State.WAITING))
             grace_s = self._settings.shutdown_timeout - (self._clock() - (self._stop_at or 0))
             with anyio.move_on_after(max(0.0, grace_s)):

@@ -281,3 +281,36 @@ async def test_a_missing_queue_url_is_named_at_start(
     print(f"startup_calls={counting.operations}")
     assert missing in str(raised.value)
     assert counting.operations == ["GetQueueAttributes"]
+
+
+async def test_unstarted_messages_go_back_at_once_while_a_long_poll_is_let_finish(
+    backend: SQSBackend, sqs_settings: QueueSettings, make_queue: MakeQueue
+) -> None:
+    """The stop hands back what has not started before it waits for the long polls in
+    flight (on SQS they are let finish: up to WaitTimeSeconds, 3 s here)."""
+    url = await make_queue(visibility_timeout_s=60, fifo=True)
+    app = _app(backend, sqs_settings, url, shutdown_timeout=0.5, wait_time_seconds=3)
+    started = anyio.Event()
+
+    @app.handler()
+    async def handle(payload: str) -> None:
+        started.set()
+        await anyio.sleep(60)  # m0 runs; m1..m4 wait behind it in their FIFO group
+
+    for i in range(5):
+        await app.send(f"m{i}", group_id="g", deduplication_id=f"m{i}")
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: app.run(handle_signals=False))
+            await started.wait()
+            stopped = anyio.current_time()
+            app.stop()
+            depth = await backend.get_queue_depth(url)
+            while depth.visible < 4 and anyio.current_time() - stopped < 2:
+                await anyio.sleep(0.05)
+                depth = await backend.get_queue_depth(url)
+            handed_back_s = anyio.current_time() - stopped
+        exited_s = anyio.current_time() - stopped
+    print(f"handed back in {handed_back_s:.2f} s, exited in {exited_s:.2f} s")
+    assert (depth.visible, depth.in_flight) == (4, 1)
+    assert handed_back_s < 1.0 < exited_s  # before the long poll in flight ended
