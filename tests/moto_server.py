@@ -56,8 +56,10 @@ gives the same answers as moto; the child refuses to start if what they replace 
    request: it is listed once.
 9. The response class's method names are listed once per class, not per request with
    ``inspect.getmembers()``.
-10. A FIFO group counts as busy only while one of its messages is really in flight (a
-    fidelity fix, not a speed-up: moto could return a group's last message first).
+
+And, shared with ``run --local`` (``aiosqsq.cli.local_server.busy_groups_in_flight_only``):
+a FIFO group counts as busy only while one of its messages is really in flight (a fidelity
+fix, not a speed-up: moto could return a group's last message first).
 """
 
 from __future__ import annotations
@@ -235,7 +237,6 @@ _PATCHED = {  # what the patches below replace or rely on, by owner in moto
         "messages",
         "approximate_number_of_messages",
         "delete_message",
-        "pending_message_groups",
     ),
     "sqs.models.Message": ("mark_received", "had_receipt_handle", "all_receipt_handles"),
     "sqs.models.SQSBackend": (
@@ -375,20 +376,6 @@ def _patch_moto_hot_spots(models: Any, moto_backends: Any, moto_responses: Any) 
     models.Queue.delete_message = delete_message
     models.SQSBackend.change_message_visibility = change_message_visibility
 
-    # 10. A FIFO group is blocked by its messages in flight, not by those visible again
-    #    (handed back, or their visibility timeout over) that moto has not yet taken off
-    #    its pending list. moto's receive skips such a group's messages while it takes
-    #    them off one by one, and so returned the group's LAST visible message first,
-    #    breaking FIFO order (seen with a hand-back applied in the same millisecond).
-    def pending_message_groups(self: Any) -> set[str]:
-        return {
-            message.group_id
-            for message in self._pending_messages
-            if message.group_id is not None and not message.visible
-        }
-
-    models.Queue.pending_message_groups = property(pending_message_groups)
-
     # 6. The retention check of each received message reads the retention period itself;
     #    moto rebuilt every queue attribute (three message counts) three times for it.
     def is_message_valid_based_on_retention_period(
@@ -457,9 +444,15 @@ def _serve() -> None:
     import moto.sqs.models
     from cheroot import wsgi
 
-    from aiosqsq.cli.local_server import Serialised, moto_app, wait_on_lock
+    from aiosqsq.cli.local_server import (
+        Serialised,
+        busy_groups_in_flight_only,
+        moto_app,
+        wait_on_lock,
+    )
 
     _patch_moto_hot_spots(moto.sqs.models, moto.backends, moto.core.responses)
+    busy_groups_in_flight_only()
 
     os.environ.pop("LISTEN_PID", None)  # else cheroot serves an inherited fd 3 (systemd)
     server = wsgi.Server(

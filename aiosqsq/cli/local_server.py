@@ -12,6 +12,8 @@ calls while it holds the lock here) with a wait on the lock's condition. Every c
 request wakes the waiters, which scan again; they also re-scan every 0.1 s, so messages
 whose visibility timeout or delay ran out are seen promptly.
 
+``busy_groups_in_flight_only()`` mends moto's FIFO group blocking (its docstring says how).
+
 The test suite's server (tests/moto_server.py) serves the same two pieces with a keep-alive
 WSGI server in a child process.
 """
@@ -75,6 +77,30 @@ def wait_on_lock(before_wait: Callable[[], None] | None = None) -> None:
     Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
 
 
+def busy_groups_in_flight_only() -> None:
+    """Make moto count a FIFO group as busy only while one of its messages is in flight.
+
+    moto also counted messages handed back (or past their visibility timeout) that were
+    still on its pending list; its receive then takes them off one by one, skipping the
+    group's messages meanwhile, and returns the group's last message first: FIFO order
+    broken."""
+    from moto.sqs.models import Queue
+
+    if not hasattr(Queue, "pending_message_groups"):
+        raise ConfigurationError(
+            "this moto version has no Queue.pending_message_groups: --local cannot serve it"
+        )
+
+    def pending_message_groups(self: Any) -> set[str]:
+        return {
+            message.group_id
+            for message in self._pending_messages
+            if message.group_id is not None and not message.visible
+        }
+
+    Queue.pending_message_groups = property(pending_message_groups)  # type: ignore[method-assign,assignment]
+
+
 def moto_app() -> WsgiApp:
     """moto's WSGI app, what ``moto_server`` serves; ``ConfigurationError`` without moto."""
     try:
@@ -95,6 +121,7 @@ class LocalSQS:
         from werkzeug.serving import make_server
 
         wait_on_lock()
+        busy_groups_in_flight_only()
         # Bound here, not in the thread: a failure to bind raises now instead of hanging.
         self._server: Any = make_server(
             HOST, 0, Serialised(app), threaded=True, request_handler=MotoRequestHandler
