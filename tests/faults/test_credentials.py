@@ -42,16 +42,14 @@ from aiohttp import web
 
 from aiosqsq.cli import ExitCode
 from aiosqsq.settings import QueueSettings
-from tests.cli.harness import CliProcess, records
+from tests.cli.harness import records
 from tests.faults.ledger import Ledger, wait_until
 from tests.faults.network_run import drain, send
 from tests.faults.proxy import ERRORS, FaultProxy, _error
 from tests.faults.queues import FaultQueues
 from tests.faults.worker import (
-    LIFECYCLE,
     ROOT,
     STRICT,
-    LedgerApp,
     order,
     start_worker,
     stop_worker,
@@ -337,22 +335,6 @@ def consumer_env(
     )
 
 
-def launch(env: dict[str, str], app: LedgerApp = LIFECYCLE) -> CliProcess:
-    """``aiosqsq run`` on ``app``, once it consumes or has exited (whichever comes first:
-    a worker refused at start exits at once, and the test reads why)."""
-    worker = CliProcess("run", app.target, "--app-dir", str(ROOT), env=env)
-    try:
-        wait_until(
-            lambda: "aiosqsq: consuming " in worker.output or worker.process.poll() is not None,
-            "the worker consuming or exiting",
-            timeout_s=30,
-        )
-    except BaseException:
-        worker.stop()
-        raise
-    return worker
-
-
 def test_t28_the_readme_policy_is_enough_to_consume_and_dead_letter(
     iam_moto: IamMoto, ledger: Ledger
 ) -> None:
@@ -364,7 +346,7 @@ def test_t28_the_readme_policy_is_enough_to_consume_and_dead_letter(
     iam_moto.queues.send_seqs(url, range(sent))
     iam_moto.queues.send(url, ["not json {"])
     started = time.monotonic()
-    with launch(consumer_env(iam_moto, url, ledger, key)) as worker:
+    with start_worker(consumer_env(iam_moto, url, ledger, key)) as worker:
         consuming = worker.process.poll() is None
         timeout_s = 20 if consuming else 0
         figures = drain(iam_moto.queues, url, ledger, sent, started, timeout_s=timeout_s)
@@ -401,7 +383,7 @@ def test_t28_without_change_message_visibility_a_nack_stops_the_worker_with_exit
     iam_moto.authenticate()
     iam_moto.queues.send(url, [order(0)])
     env = consumer_env(iam_moto, url, ledger, key, STRICT_FAIL_SEQS="0", QUEUE_SHUTDOWN_TIMEOUT="2")
-    with launch(env, app=STRICT) as worker:
+    with start_worker(env, app=STRICT) as worker:
         consuming = worker.process.poll() is None
         failed_at = time.monotonic()
         if consuming:
