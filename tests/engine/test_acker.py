@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from aiosqsq.backends.base import (
     BatchFailure,
@@ -281,16 +282,23 @@ async def test_the_run_loop_keeps_batches_full_within_the_cap_and_lingers_for_th
     assert depth.visible == depth.in_flight == 0
 
 
-async def test_flush_waits_for_the_batches_the_run_loop_has_in_flight() -> None:
+async def _one_batch_out(tg: TaskGroup) -> tuple[TimedBackend, str, InFlightRegistry, Acker]:
+    """An acker whose run loop (started in ``tg``) has sent one batch of 10 deletes, which
+    takes 0.3 s to answer."""
     backend = TimedBackend(delay_s=0.3)
     url = await make_queue(backend)
     registry, entries = await _held(backend, url, 10)
     acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
+    tg.start_soon(acker.run)
+    for entry in entries:
+        acker.delete(entry)
+    await _until(lambda: backend.running == 1)
+    return backend, url, registry, acker
+
+
+async def test_flush_waits_for_the_batches_the_run_loop_has_in_flight() -> None:
     async with anyio.create_task_group() as tg:
-        tg.start_soon(acker.run)
-        for entry in entries:
-            acker.delete(entry)
-        await _until(lambda: backend.running == 1)
+        backend, url, registry, acker = await _one_batch_out(tg)
         assert acker.pending == 0  # the batch is out: only the run loop holds it
         began = anyio.current_time()
         await acker.flush()
@@ -308,15 +316,8 @@ async def test_flush_waits_for_the_batches_the_run_loop_has_in_flight() -> None:
 
 
 async def test_a_batch_cut_off_by_cancelling_the_run_loop_is_sent_by_the_flush() -> None:
-    backend = TimedBackend(delay_s=0.3)
-    url = await make_queue(backend)
-    registry, entries = await _held(backend, url, 10)
-    acker = Acker(backend, url, registry, visibility_lock=anyio.Lock())
     async with anyio.create_task_group() as tg:
-        tg.start_soon(acker.run)
-        for entry in entries:
-            acker.delete(entry)
-        await _until(lambda: backend.running == 1)
+        backend, url, registry, acker = await _one_batch_out(tg)
         tg.cancel_scope.cancel()  # the request is cut off before its answer
     pending_after_cancel = acker.pending
     began = anyio.current_time()
