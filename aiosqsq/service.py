@@ -47,7 +47,11 @@ class QueueService:
     ) -> None:
         self.settings = settings if settings is not None else QueueSettings()
         self._owns_backend = backend is None  # a backend passed in is the caller's to close
-        self.backend = backend if backend is not None else create_backend(self.settings)
+        self.backend = (
+            backend
+            if backend is not None
+            else create_backend(self.settings.backend, self.settings.sqs_config())
+        )
         self._urls: dict[str, str] = {}
         self._producer = Producer(self.backend)
 

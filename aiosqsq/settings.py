@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
+from aiosqsq.backends.sqs_config import SQSConfig, Transport
 from aiosqsq.errors import ConfigurationError
 
 ENV_PREFIX = "QUEUE_"
@@ -31,6 +32,7 @@ _EXPECTED: dict[str, str] = {
     "sqs_queue_url": "a queue URL or name",
     "sqs_endpoint_url": "a URL such as http://127.0.0.1:5000",
     "aws_region": "a region name such as eu-west-1",
+    "sqs_transport": "one of: lean, botocore",
 }
 _SECRETS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
 
@@ -59,6 +61,7 @@ class QueueSettings(BaseSettings):
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
+    sqs_transport: Transport = "botocore"
 
     concurrency: int = Field(default=10, ge=1, le=10_000)
     pollers: int | None = Field(default=None, ge=1, le=64)
@@ -84,6 +87,18 @@ class QueueSettings(BaseSettings):
                 "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
             )
         return self
+
+    def sqs_config(self) -> SQSConfig:
+        """What the SQS backend needs of these settings (it never sees the rest)."""
+        return SQSConfig(
+            queue_url=self.sqs_queue_url,
+            endpoint_url=self.sqs_endpoint_url,
+            region=self.aws_region,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token,
+            transport=self.sqs_transport,
+        )
 
     @property
     def default_queue(self) -> str:

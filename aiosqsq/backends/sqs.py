@@ -62,6 +62,8 @@ from aiosqsq.backends.base import (
     VisibilityEntry,
 )
 from aiosqsq.backends.limits import CODE_PREFIX, check_batch, check_send_batch
+from aiosqsq.backends.queue_address import is_queue_url, queue_name
+from aiosqsq.backends.sqs_config import SQSConfig, SQSConfigSource
 from aiosqsq.errors import (
     AccessError,
     BackendError,
@@ -70,7 +72,6 @@ from aiosqsq.errors import (
     QueueNotFoundError,
 )
 from aiosqsq.redaction import install_log_redaction, scrub
-from aiosqsq.settings import QueueSettings
 
 logger = logging.getLogger(__name__)
 
@@ -173,15 +174,17 @@ class SQSBackend:
 
     receive_is_cancel_safe: bool = False
 
-    def __init__(self, settings: QueueSettings, *, max_connections: int = 50) -> None:
+    def __init__(self, config: SQSConfig | SQSConfigSource, *, max_connections: int = 50) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections={max_connections!r}: expected an integer >= 1")
-        self._endpoint_url = _checked_endpoint(settings.sqs_endpoint_url)
-        _check_credentials(settings)
-        self._settings = settings
+        if not isinstance(config, SQSConfig):
+            config = config.sqs_config()  # QueueSettings, or anything else that builds one
+        self._endpoint_url = _checked_endpoint(config.endpoint_url)
+        _check_credentials(config)
+        self._config = config
         self._max_connections = max_connections
         self._session = aioboto3.Session()
-        self._region, self._region_source = _resolve_region(settings, self._session)
+        self._region, self._region_source = _resolve_region(config, self._session)
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
@@ -194,6 +197,11 @@ class SQSBackend:
     @property
     def region(self) -> str:
         return self._region
+
+    @property
+    def config(self) -> SQSConfig:
+        """What this backend was configured with (secrets stay masked in its repr)."""
+        return self._config
 
     def ensure_connections(self, needed: int) -> None:
         """Size the pool for ``needed`` concurrent requests before the client opens.
@@ -224,7 +232,7 @@ class SQSBackend:
     async def get_queue_url(self, name_or_url: str) -> str:
         """A URL is checked (GetQueueAttributes) and returned as is; an ARN or a name goes
         through GetQueueUrl. Raises :class:`QueueNotFoundError` naming ``name_or_url``."""
-        if _is_url(name_or_url):
+        if is_queue_url(name_or_url):
             await self._call(
                 "GetQueueAttributes", name_or_url, QueueUrl=name_or_url, AttributeNames=["QueueArn"]
             )
@@ -246,7 +254,7 @@ class SQSBackend:
             ),
         )
         arn = attributes.get("QueueArn", "")
-        name = arn.rsplit(":", 1)[-1] if arn else queue_url.rstrip("/").rsplit("/", 1)[-1]
+        name = queue_name(arn or queue_url)
         target_arn, max_receive_count = _redrive_policy(queue_url, attributes.get("RedrivePolicy"))
         dead_letter_queue_url = None
         if target_arn is not None:
@@ -441,20 +449,20 @@ class SQSBackend:
                     self._endpoint_url or "AWS",
                     self._region,
                     self._region_source,
-                    "QUEUE_AWS_*" if self._settings.aws_access_key_id else "the default chain",
+                    "QUEUE_AWS_*" if self._config.access_key_id else "the default chain",
                 )
             return self._client
 
     def _credentials(self) -> dict[str, str]:
-        settings = self._settings
-        if settings.aws_access_key_id is None or settings.aws_secret_access_key is None:
+        config = self._config
+        if config.access_key_id is None or config.secret_access_key is None:
             return {}  # the default credential chain
         credentials = {
-            "aws_access_key_id": settings.aws_access_key_id.get_secret_value(),
-            "aws_secret_access_key": settings.aws_secret_access_key.get_secret_value(),
+            "aws_access_key_id": config.access_key_id.get_secret_value(),
+            "aws_secret_access_key": config.secret_access_key.get_secret_value(),
         }
-        if settings.aws_session_token is not None:
-            credentials["aws_session_token"] = settings.aws_session_token.get_secret_value()
+        if config.session_token is not None:
+            credentials["aws_session_token"] = config.session_token.get_secret_value()
             logger.warning(
                 "QUEUE_AWS_SESSION_TOKEN is set: these temporary credentials cannot be "
                 "refreshed, and calls fail with ExpiredToken once they expire; prefer the "
@@ -529,36 +537,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_credentials(settings: QueueSettings) -> None:
-    has_key = settings.aws_access_key_id is not None
-    has_secret = settings.aws_secret_access_key is not None
+def _check_credentials(config: SQSConfig) -> None:
+    has_key = config.access_key_id is not None
+    has_secret = config.secret_access_key is not None
     if has_key != has_secret:
         raise ConfigurationError(
             "QUEUE_AWS_ACCESS_KEY_ID and QUEUE_AWS_SECRET_ACCESS_KEY must be set together "
             "(or neither, to use the default AWS credential chain)"
         )
-    if settings.aws_session_token is not None and not has_key:
+    if config.session_token is not None and not has_key:
         raise ConfigurationError(
             "QUEUE_AWS_SESSION_TOKEN needs QUEUE_AWS_ACCESS_KEY_ID and "
             "QUEUE_AWS_SECRET_ACCESS_KEY as well"
         )
 
 
-def _resolve_region(settings: QueueSettings, session: Any) -> tuple[str, str]:
-    if settings.aws_region:
-        return settings.aws_region, "QUEUE_AWS_REGION"
-    if settings.sqs_queue_url and _is_url(settings.sqs_queue_url):
-        match = _AWS_QUEUE_HOST.fullmatch(urlsplit(settings.sqs_queue_url).hostname or "")
+def _resolve_region(config: SQSConfig, session: Any) -> tuple[str, str]:
+    if config.region:
+        return config.region, "QUEUE_AWS_REGION"
+    if config.queue_url and is_queue_url(config.queue_url):
+        match = _AWS_QUEUE_HOST.fullmatch(urlsplit(config.queue_url).hostname or "")
         if match:
             return match.group(1), "the queue URL"
     configured = session.region_name
     if isinstance(configured, str) and configured:
         return configured, "the AWS configuration"
     return DEFAULT_REGION, "default: no region configured"
-
-
-def _is_url(value: str) -> bool:
-    return value.startswith(("https://", "http://"))
 
 
 # --- request and response shapes -------------------------------------------------------

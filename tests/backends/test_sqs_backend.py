@@ -186,7 +186,7 @@ async def test_client_configuration(backend: SQSBackend, queue_url: str) -> None
     assert config.connect_timeout <= 5
     assert config.max_pool_connections == 50
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
-    sized = SQSBackend(backend._settings, max_connections=7)
+    sized = SQSBackend(backend.config, max_connections=7)
     await sized.get_queue_depth(queue_url)
     assert sized._client.meta.config.max_pool_connections == 7
     await sized.aclose()

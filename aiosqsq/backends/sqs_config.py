@@ -1,0 +1,44 @@
+"""What the SQS backend is configured with: :class:`SQSConfig`, built from the settings.
+
+The backend takes this small frozen object, not the application's settings, so that
+``aiosqsq.backends`` never imports ``aiosqsq.settings`` (the settings build it, see
+``QueueSettings.sqs_config``). Secrets are :class:`pydantic.SecretStr`: a repr, a log
+line or an exception shows ``'**********'``, never the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from pydantic import SecretStr
+
+Transport = Literal["lean", "botocore"]
+
+#: The transport of the four calls that run per message (receive, delete, visibility
+#: change, send): ``lean`` (aiosqsq's own SigV4 over aiohttp) or ``botocore``.
+TRANSPORTS: Final[tuple[Transport, ...]] = ("lean", "botocore")
+
+
+@dataclass(frozen=True, slots=True)
+class SQSConfig:
+    """Where and as whom the SQS backend connects; each field is one ``QUEUE_*`` setting.
+
+    ``queue_url`` is the default queue (``QUEUE_SQS_QUEUE_URL``): its
+    ``sqs.<region>.amazonaws.com`` host names a region when ``region`` is not set. The
+    keys are optional: without them the default AWS credential chain applies.
+    """
+
+    queue_url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    transport: Transport = "botocore"
+
+
+class SQSConfigSource(Protocol):
+    """Anything that builds an :class:`SQSConfig` (``QueueSettings`` does)."""
+
+    def sqs_config(self) -> SQSConfig: ...
