@@ -3,10 +3,16 @@
 :func:`configure_logging` gives the root logger one handler on stderr:
 
 * ``text``: ``2025-01-31 12:00:00.123 INFO    [4242] aiosqsq: consuming orders ...``, a
-  traceback on the lines that follow;
+  traceback on the lines that follow, each indented by two spaces;
 * ``json``: one object per line, ``{"ts", "level", "logger", "message", "pid"}`` plus
-  ``"exc"`` (the traceback) when there is one. Control characters in a message are escaped,
-  so a message cannot forge a log line.
+  ``"exc"`` (the traceback) when there is one.
+
+Text from a queue or a user (a message, an exception's text) can hold a newline followed by
+something shaped like a log line, or an ANSI escape sequence. Neither format lets it forge a
+record: JSON escapes control characters; the text format writes them escaped
+(:func:`aiosqsq.control_chars.escape_controls`), in the message and in the traceback, where
+only Python's own line structure is kept (a line per frame and per source line), indented,
+so that no line of a traceback can start like a record.
 
 Every line passes :func:`aiosqsq.redaction.scrub` (access key ids, session tokens,
 signatures, long tokens) before it is written; in a traceback, the ``File "...", line N``
@@ -22,9 +28,12 @@ import json
 import logging
 import re
 import sys
+import traceback
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final, Literal
 
+from aiosqsq.control_chars import escape_controls
 from aiosqsq.redaction import install_log_redaction, scrub
 
 LogFormat = Literal["text", "json"]
@@ -32,7 +41,9 @@ LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
 
 _TEXT_FORMAT: Final = "%(asctime)s.%(msecs)03d %(levelname)-7s [%(process)d] %(name)s: %(message)s"
-_FRAME_LINE: Final = re.compile(r'^\s*File "[^"]*", line \d+')
+# "  File "...", line N" as Python writes it, also inside an exception group's "  | " margin
+_FRAME_LINE: Final = re.compile(r'^[ |]*File "[^"]*", line \d+')
+_INDENT: Final = "  "  # no traceback line starts where a record does
 
 
 def configure_logging(
@@ -63,8 +74,30 @@ def configure_logging(
         )
 
 
+def _scrub_line(line: str) -> str:
+    return line if _FRAME_LINE.match(line) else scrub(line)
+
+
 def _scrub_traceback(text: str) -> str:
-    return "\n".join(line if _FRAME_LINE.match(line) else scrub(line) for line in text.split("\n"))
+    return "\n".join(_scrub_line(line) for line in text.split("\n"))
+
+
+def _traceback_lines(ei: logging._SysExcInfoType) -> Iterable[str]:
+    """The traceback of ``ei``, scrubbed, one line per frame, source line, exception and
+    chain header: an exception's text (and a note) is one line, its newlines escaped."""
+    exc_type, exc, tb = ei
+    if exc_type is None or exc is None:
+        yield "NoneType: None"  # logging.exception() outside an except block
+        return
+    for chunk in traceback.TracebackException(exc_type, exc, tb, compact=True).format():
+        if _FRAME_LINE.match(chunk):  # Python's own lines: File, source, carets
+            yield from (_scrub_line(line) for line in chunk.rstrip("\n").split("\n"))
+        elif chunk.strip("\n"):
+            yield scrub(chunk.strip("\n"))
+
+
+def _indented(lines: Iterable[str]) -> str:
+    return "\n".join(_INDENT + escape_controls(line) for line in lines)
 
 
 class _TextFormatter(logging.Formatter):
@@ -72,14 +105,14 @@ class _TextFormatter(logging.Formatter):
         super().__init__(_TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = scrub(record.message)
+        record.message = escape_controls(scrub(record.message))
         return super().formatMessage(record)
 
     def formatException(self, ei: logging._SysExcInfoType) -> str:
-        return _scrub_traceback(super().formatException(ei))
+        return _indented(_traceback_lines(ei))
 
     def formatStack(self, stack_info: str) -> str:
-        return _scrub_traceback(stack_info)
+        return _indented(_scrub_line(line) for line in stack_info.rstrip("\n").split("\n"))
 
 
 class _JsonFormatter(logging.Formatter):

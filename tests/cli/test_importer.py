@@ -98,7 +98,7 @@ def test_a_missing_dependency_of_the_module_is_told_apart_with_its_traceback() -
         "in, or fix the import"
     ]
     traceback = result.stderr.split("\n", 1)[1]
-    assert traceback.startswith("Traceback (most recent call last):\n")
+    assert traceback.startswith("  Traceback (most recent call last):\n")
     assert f'File "{Path("needsdep.py").resolve()}", line 1, in <module>' in traceback
     assert "ModuleNotFoundError: No module named 'not_installed_dep'" in traceback
 
@@ -111,11 +111,11 @@ def test_an_exception_while_importing_shows_the_users_traceback_only() -> None:
         "could not import module 'broken': it raised ZeroDivisionError: division by zero"
     )
     assert lines[1:4] == [
-        "Traceback (most recent call last):",
-        f'  File "{Path("broken.py").resolve()}", line 2, in <module>',
-        "    x = 1 / 0",
+        "  Traceback (most recent call last):",
+        f'    File "{Path("broken.py").resolve()}", line 2, in <module>',
+        "      x = 1 / 0",
     ]
-    assert lines[-1] == "ZeroDivisionError: division by zero"
+    assert lines[-1] == "  ZeroDivisionError: division by zero"
     assert "importlib" not in result.stderr
     assert "aiosqsq/importer.py" not in result.stderr
 

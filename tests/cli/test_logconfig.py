@@ -15,7 +15,7 @@ import pytest
 from aiosqsq.cli import ExitCode
 from aiosqsq.logconfig import configure_logging
 from tests.cli.conftest import SECRET, MotoQueues
-from tests.cli.harness import APPS_DIR, run_cli
+from tests.cli.harness import APPS_DIR, records, run_cli
 
 KEY_ID = "AKIAABCDEFGHIJKLMNOP"
 
@@ -90,15 +90,90 @@ def test_text_lines_mask_secrets_but_keep_traceback_paths(
     assert KEY_ID not in text
     first, *traceback = text.splitlines()
     assert first.endswith(f"ERROR   [{os.getpid()}] aiosqsq.test: the key AKIA*** was refused")
-    assert f'  File "{folder / "refusing.py"}", line 2, in refuse' in traceback
-    assert traceback[-1] == "ValueError: no AKIA***"
+    assert f'    File "{folder / "refusing.py"}", line 2, in refuse' in traceback
+    assert traceback[-1] == "  ValueError: no AKIA***"
+
+
+# What a handler's exception can carry: a line shaped like a record, a terminal escape
+# sequence (clear screen) and a carriage return.
+FORGED = "\n2026-01-01 00:00:00 INFO aiosqsq forged line"
+HOSTILE = f"no stock{FORGED} \x1b[2J\r"
+ESCAPED = "no stock\\n2026-01-01 00:00:00 INFO aiosqsq forged line \\x1b[2J\\r"
+
+
+def _fail_handler() -> None:
+    try:
+        raise KeyError("sku")
+    except KeyError:
+        raise RuntimeError(HOSTILE) from None
+
+
+def _log_handler_failure(exc: Exception) -> None:
+    """As the consumer logs a handler's exception: its text in the message, and its
+    traceback."""
+    logging.getLogger("aiosqsq.engine.consumer").error(
+        "handler fulfil failed on message m-1 (receive 1): %s: %s",
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )
+
+
+def test_text_lines_cannot_be_forged_by_a_handlers_exception(
+    stderr: Callable[[], str],
+) -> None:
+    configure_logging("info", "text")
+    try:
+        _fail_handler()
+    except RuntimeError as exc:
+        exc.add_note("note\x1b[31m\nred")
+        _log_handler_failure(exc)
+    text = stderr()
+
+    assert [r.message for r in records(text)] == [
+        f"handler fulfil failed on message m-1 (receive 1): RuntimeError: {ESCAPED}"
+    ]
+    assert "\x1b" not in text
+    assert "\r" not in text
+    _record, *block = text.splitlines()
+    assert block[0] == "  Traceback (most recent call last):"
+    assert all(line.startswith("  ") for line in block)  # one indented block
+    # Python writes a note's lines as lines of their own: they stay in the block
+    assert block[-3:] == [f"  RuntimeError: {ESCAPED}", "  note\\x1b[31m", "  red"]
+
+
+def test_a_chained_exception_group_stays_one_indented_block(stderr: Callable[[], str]) -> None:
+    configure_logging("info", "text")
+    try:
+        try:
+            _fail_handler()
+        except RuntimeError as exc:
+            raise ExceptionGroup("handlers failed", [exc, ValueError(HOSTILE)]) from exc
+    except ExceptionGroup as group:
+        _log_handler_failure(group)
+    text = stderr()
+
+    assert len(records(text)) == 1
+    _record, *block = text.splitlines()
+    assert all(line.startswith("  ") for line in block)
+    assert "  The above exception was the direct cause of the following exception:" in block
+    forged = [line for line in block if "forged line" in line]
+    assert len(forged) == 3  # the cause, and the group's two exceptions
+    assert all("Error: no stock\\n" in line for line in forged)
 
 
 def test_json_lines_escape_control_characters(stderr: Callable[[], str]) -> None:
     configure_logging("info", "json")
     logging.getLogger("aiosqsq.test").warning("forged\nline \x1b[31m")
-    (line,) = stderr().splitlines()
-    assert json.loads(line)["message"] == "forged\nline \x1b[31m"
+    try:
+        _fail_handler()
+    except RuntimeError as exc:
+        _log_handler_failure(exc)
+    first, second = stderr().splitlines()  # one object per line
+    assert json.loads(first)["message"] == "forged\nline \x1b[31m"
+    record = json.loads(second)
+    assert record["message"].endswith(f"RuntimeError: {HOSTILE}")
+    assert record["exc"].endswith(f"RuntimeError: {HOSTILE}")
 
 
 @pytest.mark.parametrize(("wire_debug", "level"), [(False, logging.INFO), (True, logging.DEBUG)])
