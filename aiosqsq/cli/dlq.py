@@ -1,4 +1,10 @@
-"""``aiosqsq dlq inspect|redrive``: look at a dead-letter queue's messages, move them back."""
+"""``aiosqsq dlq inspect|redrive``: look at a dead-letter queue's messages, move them back.
+
+What ``inspect`` shows comes from the queue, and anyone who can send to it chooses it: the
+body and every attribute, ``aiosqsq-error`` and ``aiosqsq-source`` included. The table
+prints each of them as literal text (never Rich markup: ``[link=...]`` stays as written),
+with control characters escaped (a carriage return shows as ``\\r``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from aiosqsq.backends.base import QueueMessage
 from aiosqsq.cli.exit_codes import ExitCode
@@ -23,7 +30,8 @@ from aiosqsq.cli.ops import (
 )
 from aiosqsq.cli.peek import HOLD_S, peeking
 from aiosqsq.cli.redrive import MoveTally, copy_messages, move_tasks
-from aiosqsq.engine.consumer import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
+from aiosqsq.control_chars import escape_controls
+from aiosqsq.message import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
 
 if TYPE_CHECKING:
     from aiosqsq.backends.sqs_admin import MoveTask, SQSAdmin
@@ -92,14 +100,19 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         body = row["body"] if len(row["body"]) <= _BODY_CHARS else f"{row['body'][:_BODY_CHARS]}..."
         grid.add_row(
-            row["message_id"],
+            _literal(row["message_id"]),
             row["sent_at"] or "-",
             str(row["receive_count"]),
-            row["error"] or "-",
-            row["source"] or "-",
-            body,
+            _literal(row["error"] or "-"),
+            _literal(row["source"] or "-"),
+            _literal(body),
         )
     return grid
+
+
+def _literal(value: str) -> Text:
+    """A cell that shows ``value`` as it is: Rich never reads a ``Text`` as markup."""
+    return Text(escape_controls(value))
 
 
 @dlq.command(epilog=EXIT_CODES)

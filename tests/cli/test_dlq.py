@@ -11,7 +11,7 @@ import pytest
 
 from aiosqsq.backends.base import MessageAttributes, SendEntry
 from aiosqsq.cli import ExitCode
-from aiosqsq.engine.consumer import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
+from aiosqsq.message import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import MoveTaskProxy, run_cli
 
@@ -64,6 +64,40 @@ def test_inspect_shows_error_attributes_and_hands_the_messages_back(
         "message", "id", "┃", "sent", "at", "┃", "receives", "┃", "error", "┃", "source", "┃",
     ]  # fmt: skip
     assert moto_queues.depth(url).visible == 2
+
+
+def _inspect_table(sqs_env: dict[str, str], url: str) -> str:
+    result = run_cli("dlq", "inspect", _name(url), env={**sqs_env, "COLUMNS": "400"})
+    assert (result.returncode, result.stderr) == (ExitCode.OK, ""), result.stderr
+    return result.stdout
+
+
+def test_inspect_shows_a_body_that_looks_like_markup_as_written(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    url = moto_queues.create_plain()
+    moto_queues.send(url, ['{"p": "[/usr/bin]"}'])  # a closing tag that Rich cannot match
+    assert '{"p": "[/usr/bin]"}' in _inspect_table(sqs_env, url)
+
+
+def test_inspect_prints_attributes_literally_with_control_characters_escaped(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    # A sender chooses all of this: markup that forges a link, a carriage return that hides
+    # what precedes it, and a C1 CSI (0x9b), which some terminals read as ESC [.
+    attributes: MessageAttributes = {
+        ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": "[link=https://evil]x[/link]"},
+        SOURCE_ATTRIBUTE: {"DataType": "String", "StringValue": "[bold]orders[/bold]\x9b2J"},
+    }
+    url = moto_queues.create_plain()
+    moto_queues.send_entries(url, [SendEntry("0", "fine\rhidden\nnext", 0, attributes)])
+
+    table = _inspect_table(sqs_env, url)
+
+    assert "[link=https://evil]x[/link]" in table
+    assert "[bold]orders[/bold]\\x9b2J" in table
+    assert "fine\\rhidden\\nnext" in table
+    assert not {"\r", "\x9b", "\x1b"} & set(table)
 
 
 def test_inspect_an_empty_and_a_missing_queue(
