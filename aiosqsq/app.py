@@ -16,7 +16,10 @@ from anyio import CancelScope
 from anyio.abc import TaskGroup, TaskStatus
 
 from aiosqsq.backends.base import QueueBackend, QueueMessage
-from aiosqsq.engine.consumer import Consumer, Fate, Observer, connections_needed
+from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.engine.config import ConsumerConfig
+from aiosqsq.engine.consumer import Consumer, connections_needed
+from aiosqsq.engine.settle import Fate, Observer
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.engine.watchdog import LoopWatchdog
 from aiosqsq.errors import ConfigurationError, HandlerSignatureError
@@ -226,19 +229,46 @@ class App:
     async def _serve(self, *, burst: bool) -> None:
         await self._run_consumers(await self._prepare(), burst)
 
+    def consumer_config(self, spec: HandlerSpec) -> ConsumerConfig:
+        """The limits and timings ``spec``'s consumer runs with under this app's settings."""
+        settings = self.settings
+        concurrency = spec.concurrency or settings.concurrency
+        return ConsumerConfig(
+            concurrency=concurrency,
+            pollers=spec.pollers or settings.pollers_for(concurrency),
+            max_messages=settings.max_messages,
+            wait_time_s=settings.wait_time_seconds,
+            visibility_timeout_s=settings.visibility_timeout,
+            shutdown_timeout_s=settings.shutdown_timeout,
+            retry_base_delay_s=settings.retry_base_delay,
+            retry_max_delay_s=settings.retry_max_delay,
+        )
+
     async def _prepare(self) -> list[Consumer]:
         self._stopping = False
-        ensure_connections = getattr(self.service.backend, "ensure_connections", None)
-        if ensure_connections is not None:  # a pool too small lets long polls starve the rest
-            needed = sum(connections_needed(spec, self.settings) for spec in self._handlers)
-            ensure_connections(needed + _SENDER_CONNECTIONS)
+        backend = self.service.backend
+        configs = [self.consumer_config(spec) for spec in self._handlers]
+        # a pool too small lets long polls starve the deletes
+        backend.ensure_connections(
+            sum(connections_needed(config) for config in configs) + _SENDER_CONNECTIONS
+        )
+        clock = backend.clock if isinstance(backend, MemoryBackend) else time.monotonic
         consumers = []
-        for spec in self._handlers:
+        for spec, config in zip(self._handlers, configs, strict=True):
             info = await self.service.queue_info(spec.queue)
             for finding in preflight(spec, info, self.settings):
                 logger.warning("%s", finding)
             consumers.append(
-                Consumer(spec, self.service.backend, self.settings, info, observer=self._notify)
+                Consumer(
+                    spec.name,
+                    spec.process,
+                    backend,
+                    info,
+                    config,
+                    timeout_s=spec.timeout_s,
+                    observer=self._notify,
+                    clock=clock,
+                )
             )
         return consumers
 
@@ -250,14 +280,14 @@ class App:
                 "consuming %s with %s: backend=%s concurrency=%d pollers=%d "
                 "visibility_timeout=%gs dead_letter_queue=%s",
                 consumer.info.name,
-                consumer.spec.name,
+                consumer.name,
                 self.settings.backend,
-                consumer.concurrency,
-                consumer.pollers,
+                consumer.config.concurrency,
+                consumer.config.pollers,
                 consumer.visibility_timeout_s,
                 consumer.info.dead_letter_queue_url or "none",
             )
-        watchdog = LoopWatchdog([consumer.spec.func.__code__ for consumer in consumers])
+        watchdog = LoopWatchdog([spec.func.__code__ for spec in self._handlers])
         try:
             async with anyio.create_task_group() as watching:
                 watching.start_soon(watchdog.run)

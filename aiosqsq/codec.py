@@ -21,10 +21,12 @@ import orjson
 import pydantic
 
 from aiosqsq.backends.base import MAX_MESSAGE_BYTES
+from aiosqsq.errors import AiosqsqError
 
 
-class PayloadError(Exception):
-    """A body that will never decode: ``reason`` is safe to log (it quotes no body text)."""
+class PayloadError(AiosqsqError):
+    """A body that will never decode or validate: ``reason`` is safe to log (it quotes no
+    body text). Any exception raised while decoding or validating becomes one."""
 
     def __init__(self, error_class: str, reason: str) -> None:
         super().__init__(f"{error_class}: {reason}")
@@ -66,6 +68,13 @@ class Decoder:
             return self._adapter.validate_python(data)
         except pydantic.ValidationError as exc:
             raise PayloadError("ValidationError", _summarise(exc)) from None
+        except Exception as exc:
+            # A validator or __post_init__ that raises something pydantic does not wrap
+            # (AttributeError, KeyError, TypeError, ...) is still a body that will never
+            # validate. Its text may quote the body: keep the class only.
+            raise PayloadError(
+                type(exc).__name__, "the payload's validation code raised it"
+            ) from None
 
 
 def _summarise(exc: pydantic.ValidationError) -> str:

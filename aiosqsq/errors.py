@@ -6,6 +6,8 @@ The tree::
     ├── ConfigurationError       a QUEUE_* setting is missing or invalid
     ├── HandlerSignatureError    @app.handler was given a function it cannot call
     ├── PayloadTooLargeError     a body or batch exceeds the SQS size limit
+    ├── PayloadError             a received body does not decode or validate (codec.py)
+    ├── LeaseError               Message.extend/release on a message no longer held
     └── BackendError             a queue operation failed as a whole (carries the SQS error code)
         ├── QueueNotFoundError   the queue does not exist
         ├── AccessError          access denied, or the credentials are invalid or expired
@@ -84,3 +86,21 @@ class Retry(Exception):
             raise ValueError(f"Retry(delay_s={delay_s!r}): delay_s must be >= 0")
         super().__init__(f"retry in {delay_s:g} s")
         self.delay_s = delay_s
+
+
+#: What a failed queue call raises: an SQS error, or the network (OSError, TimeoutError).
+CALL_FAILURES = (BackendError, OSError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same call may succeed later: throttling, 5xx and network errors, not a
+    refusal (access, a missing queue, a bad request)."""
+    if isinstance(exc, BackendError):
+        return exc.retryable
+    return isinstance(exc, OSError | TimeoutError)
+
+
+class LeaseError(AiosqsqError):
+    """``Message.extend`` or ``Message.release`` cannot be done: the message was already
+    settled (deleted, retried or handed back), or the extension would pass SQS's limit of
+    12 hours after the receive."""

@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiosqsq.backends.base import QueueMessage
 from aiosqsq.codec import Decoder
 from aiosqsq.errors import HandlerSignatureError
-from aiosqsq.message import Message
+from aiosqsq.message import Lease, Message
 
 HandlerFunc = Callable[..., Awaitable[Any]]
 
@@ -39,6 +40,18 @@ class HandlerSpec:
         if self.message_name is not None:
             kwargs[self.message_name] = message
         await self.func(**kwargs)
+
+    async def process(self, message: QueueMessage, lease: Lease) -> None:
+        """Decode ``message`` and call the handler with it.
+
+        Raises :class:`~aiosqsq.codec.PayloadError` for a body that does not decode or
+        validate (the handler is not called); anything the handler raises propagates.
+        """
+        payload = self.decoder.decode(message.body)
+        delivered = (
+            Message.from_queue_message(message, lease) if self.message_name is not None else None
+        )
+        await self.call(payload, delivered)
 
 
 def inspect_handler(

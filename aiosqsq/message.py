@@ -9,6 +9,10 @@ from typing import Protocol
 
 from aiosqsq.backends.base import MessageAttributes, QueueMessage
 
+#: Message attributes aiosqsq writes on a copy it moves to a dead-letter queue.
+ERROR_ATTRIBUTE = "aiosqsq-error"  # why: "<error class>: <reason>", never body text
+SOURCE_ATTRIBUTE = "aiosqsq-source"  # from where: "<queue name> <original MessageId>"
+
 
 class Lease(Protocol):
     """What a :class:`Message` asks of the engine that holds it."""

@@ -26,8 +26,9 @@ import anyio
 
 from aiosqsq.app import App
 from aiosqsq.backends.base import QueueDepth, QueueMessage, VisibilityEntry
-from aiosqsq.engine.consumer import Fate
+from aiosqsq.engine.settle import Fate
 from aiosqsq.errors import ConfigurationError
+from aiosqsq.message import ERROR_ATTRIBUTE
 
 
 @dataclass
@@ -100,5 +101,5 @@ class AppTester:
 
 def error_of(message: QueueMessage) -> str | None:
     """The reason aiosqsq recorded on a dead-lettered message, if any."""
-    value: Mapping[str, Any] | None = message.message_attributes.get("aiosqsq-error")
+    value: Mapping[str, Any] | None = message.message_attributes.get(ERROR_ATTRIBUTE)
     return None if value is None else value.get("StringValue")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from aiosqsq.codec import Decoder, PayloadError, encode
 
@@ -72,3 +72,48 @@ def test_encode() -> None:
     assert encode({"orders": [Order(id=2, sku="y")]}) == '{"orders":[{"id":2,"sku":"y"}]}'
     with pytest.raises(TypeError, match="cannot encode set as JSON"):
         encode({1, 2})
+
+
+class Stripped(BaseModel):
+    name: str
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip()  # AttributeError on an int: pydantic does not wrap it
+
+
+class Looked(BaseModel):
+    kind: str
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return {"a": "alpha"}[value]  # KeyError on anything else
+
+
+@dataclass
+class Checked:
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size > 10:
+            raise TypeError(f"size {self.size} SECRET")
+
+
+@pytest.mark.parametrize(
+    ("annotation", "body", "error_class"),
+    [
+        (Stripped, '{"name": 5}', "AttributeError"),
+        (Looked, '{"kind": "SECRET"}', "KeyError"),
+        (Checked, '{"size": 11}', "TypeError"),
+    ],
+)
+def test_any_exception_from_validation_is_a_bad_payload(
+    annotation: Any, body: str, error_class: str
+) -> None:
+    """Validators that raise what pydantic does not wrap must not escape as a crash."""
+    with pytest.raises(PayloadError) as raised:
+        Decoder.for_annotation(annotation).decode(body)
+    assert raised.value.error_class == error_class
+    assert "SECRET" not in str(raised.value)

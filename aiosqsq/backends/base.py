@@ -153,6 +153,11 @@ class QueueBackend(Protocol):
     #: instead of waiting for them to end.
     receive_is_cancel_safe: bool
 
+    def ensure_connections(self, needed: int) -> None:
+        """Make room for ``needed`` requests at once (long polls must not starve deletes);
+        a backend without a connection pool does nothing."""
+        ...
+
     async def get_queue_url(self, name_or_url: str) -> str:
         """The URL of the queue named ``name_or_url`` (a URL is checked and returned)."""
         ...

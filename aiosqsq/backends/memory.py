@@ -134,6 +134,15 @@ class MemoryBackend:
         self._secret = secrets.token_bytes(32)  # signs receipt handles
         self._closed = False
 
+    def ensure_connections(self, needed: int) -> None:
+        """Nothing to do: no connections in process."""
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock this backend's queues follow; an app's engine reads the same
+        one, so a fake clock drives visibility, backoff and the 12-hour cap together."""
+        return self._clock
+
     def __repr__(self) -> str:
         messages = sum(len(queue.messages) for queue in self._queues.values())
         state = " closed" if self._closed else ""

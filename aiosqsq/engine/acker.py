@@ -29,7 +29,7 @@ from aiosqsq.backends.base import (
 )
 from aiosqsq.engine.pool import Pool
 from aiosqsq.engine.registry import InFlight, InFlightRegistry
-from aiosqsq.errors import AccessError, BackendError
+from aiosqsq.errors import CALL_FAILURES, AccessError, is_transient
 
 logger = logging.getLogger("aiosqsq.acker")
 
@@ -135,25 +135,45 @@ class Acker:
         self._work = anyio.Event()
         self._full = anyio.Event()
         now = self._clock()
-        leftover = capped = False
+        room = ACKER_PARALLEL_REQUESTS - self._sending
+        batches, capped, partial = self._take_ready(now, full_only=full_only, most=room)
+        for batch in batches:
+            self._sending += 1
+            senders.dispatch(batch)
+        if partial and not capped:  # else the next sender to finish wakes the loop
+            self._work.set()  # a partial batch: linger for company, then send it
+        return self._next_due_s(now)
+
+    def _take_ready(
+        self, now: float, *, full_only: bool = False, most: int | None = None
+    ) -> tuple[list[_Batch], bool, bool]:
+        """Take the entries past their backoff out of their tables, in batches of up to 10
+        (only full ones with ``full_only``), at most ``most`` batches.
+
+        Returns the batches, whether ``most`` left ready batches behind, and whether a
+        partial batch was left behind by ``full_only``.
+        """
+        batches: list[_Batch] = []
+        capped = partial = False
         for table in (self._deletes, self._changes):
             ready = [p for p in table.values() if p.not_before <= now]
             sendable = len(ready) - len(ready) % MAX_BATCH_ENTRIES if full_only else len(ready)
             for start in range(0, sendable, MAX_BATCH_ENTRIES):
-                if self._sending >= ACKER_PARALLEL_REQUESTS:
-                    capped = True  # the next sender to finish wakes the loop again
+                if most is not None and len(batches) >= most:
+                    capped = True
                     break
                 batch = ready[start : start + MAX_BATCH_ENTRIES]
                 for pending in batch:
                     del table[pending.entry.message.message_id]
-                self._sending += 1
-                senders.dispatch((table, batch))
-            leftover = leftover or len(ready) > sendable
-        if leftover and not capped:
-            self._work.set()  # a partial batch: linger for company, then send it
-        waiting = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
-        due = [t for t in waiting if t > now]
-        return max(0.0, min(due) - now) if due else None
+                batches.append((table, batch))
+            partial = partial or len(ready) > sendable
+        return batches, capped, partial
+
+    def _next_due_s(self, now: float) -> float | None:
+        """Seconds until the first entry still in its retry backoff is due, if any."""
+        due = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
+        later = [t for t in due if t > now]
+        return min(later) - now if later else None
 
     async def _send_in_background(self, item: _Batch, _scope: anyio.CancelScope) -> None:
         table, batch = item
@@ -211,14 +231,7 @@ class Acker:
         """Send every entry past its backoff; return seconds until the next one is due."""
         self._work = anyio.Event()
         self._full = anyio.Event()
-        now = self._clock()
-        batches: list[tuple[dict[str, _Pending], list[_Pending]]] = []
-        for table in (self._deletes, self._changes):
-            ready = [p for p in table.values() if p.not_before <= now]
-            for pending in ready:
-                del table[pending.entry.message.message_id]
-            for start in range(0, len(ready), MAX_BATCH_ENTRIES):
-                batches.append((table, ready[start : start + MAX_BATCH_ENTRIES]))
+        batches, _, _ = self._take_ready(self._clock())
         if len(batches) == 1:  # the common case: no task to spawn
             await self._send_batch(*batches[0])
         elif batches:
@@ -231,10 +244,7 @@ class Acker:
                 for table, batch in batches[1:]:
                     tg.start_soon(send, table, batch)
                 await send(*batches[0])
-        waiting = [p.not_before for t in (self._deletes, self._changes) for p in t.values()]
-        if waiting:
-            return max(0.0, min(waiting) - self._clock())
-        return None
+        return self._next_due_s(self._clock())
 
     async def _send_limited(self, table: dict[str, _Pending], batch: Sequence[_Pending]) -> None:
         async with self._limiter:
@@ -243,12 +253,11 @@ class Acker:
     async def _send_batch(self, table: dict[str, _Pending], batch: Sequence[_Pending]) -> None:
         try:
             result = await self._call(batch)
-        except (BackendError, OSError, TimeoutError) as exc:
+        except CALL_FAILURES as exc:
             if isinstance(exc, AccessError) and self._on_access_lost is not None:
                 self._on_access_lost(exc)
-            retryable = not isinstance(exc, BackendError) or exc.retryable
             for pending in batch:
-                self._retry_or_drop(table, pending, str(exc), retryable=retryable)
+                self._retry_or_drop(table, pending, str(exc), retryable=is_transient(exc))
             return
         for entry_id in result.successful:
             self._registry.remove(batch[int(entry_id)].entry)

@@ -20,7 +20,7 @@ from aiosqsq.backends.base import MAX_BATCH_ENTRIES, QueueBackend, VisibilityEnt
 from aiosqsq.engine.backoff import visibility_left_s
 from aiosqsq.engine.registry import InFlight, InFlightRegistry, State
 from aiosqsq.engine.stats import Counters
-from aiosqsq.errors import AccessError, BackendError
+from aiosqsq.errors import CALL_FAILURES, AccessError
 
 logger = logging.getLogger("aiosqsq.heartbeat")
 
@@ -46,7 +46,6 @@ class Heartbeat:
         self._visibility_timeout_s = visibility_timeout_s
         self._visibility_lock = visibility_lock
         self._clock = clock
-        self._capped: set[str] = set()  # receipt handles already warned about the 12 h cap
 
     @property
     def interval_s(self) -> float:
@@ -96,7 +95,7 @@ class Heartbeat:
                     for i, entry in enumerate(entries)
                 ]
                 result = await self._backend.change_visibility_batch(self._queue_url, request)
-        except (BackendError, OSError, TimeoutError) as exc:
+        except CALL_FAILURES as exc:
             if isinstance(exc, AccessError) and self._on_access_lost is not None:
                 self._on_access_lost(exc)
                 return
@@ -137,8 +136,8 @@ class Heartbeat:
         )
 
     def _warn_capped(self, entry: InFlight) -> None:
-        if entry.receipt_handle not in self._capped:
-            self._capped.add(entry.receipt_handle)
+        if not entry.cap_warned:
+            entry.cap_warned = True
             logger.warning(
                 "message %s on %s reached SQS's 12-hour visibility limit: it will become "
                 "visible again while its handler still runs",

@@ -32,6 +32,7 @@ class InFlight:
     cancel_scope: anyio.CancelScope | None = None  # the running handler's, once started
     lease_lost: bool = False
     released_by_handler: bool = False
+    cap_warned: bool = False  # the heartbeat warned that the 12-hour cap was reached
 
     @property
     def receipt_handle(self) -> str:

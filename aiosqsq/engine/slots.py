@@ -21,22 +21,35 @@ class Slots:
         self._closed = False
         self._changed: anyio.Event | None = None  # made only while someone waits
 
-    @property
-    def in_use(self) -> int:
-        return self.total - self.free
-
-    async def reserve(self, most: int) -> int:
+    async def reserve(self, most: int, *, fill_wait_s: float = 0.0) -> int:
         """Take between 1 and ``most`` free slots, waiting for one if none is free.
+
+        With ``fill_wait_s``, when some but fewer than ``most`` are free, wait for more as
+        long as slots keep being freed, for at most ``fill_wait_s`` in all: at saturation
+        with fast handlers, one receive then asks for a full batch instead of several
+        asking for a few (each receive is a request, billed alike). When slots stop being
+        freed (slow handlers) for a tenth of that, take what is free at once.
 
         Returns 0 once :meth:`close` was called: the caller must stop receiving.
         """
         while self.free == 0 and not self._closed:
             await self._wait()
+        if fill_wait_s > 0 and self.free < most and not self._closed:
+            await self._wait_for_more(most, fill_wait_s)
         if self._closed:
             return 0
         taken = min(most, self.free)
         self.free -= taken
         return taken
+
+    async def _wait_for_more(self, most: int, fill_wait_s: float) -> None:
+        gap_s = fill_wait_s / 10
+        with anyio.move_on_after(fill_wait_s):
+            while self.free < most and not self._closed:
+                with anyio.move_on_after(gap_s) as gap:
+                    await self._wait()
+                if gap.cancelled_caught:
+                    return  # nothing freed for a while: handlers are slow, go with what is free
 
     def release(self, count: int = 1) -> None:
         self.free += count

@@ -297,12 +297,25 @@ async def test_unstarted_messages_go_back_at_once_while_a_long_poll_is_let_finis
         started.set()
         await anyio.sleep(60)  # m0 runs; m1..m4 wait behind it in their FIFO group
 
+    # The stop must come while the next long poll is in flight: spy on the real backend.
+    receives, polling = 0, anyio.Event()
+    real_receive = backend.receive
+
+    async def receive(*args: Any, **kwargs: Any) -> list[QueueMessage]:
+        nonlocal receives
+        receives += 1
+        if receives == 2:
+            polling.set()
+        return await real_receive(*args, **kwargs)
+
+    backend.receive = receive  # type: ignore[method-assign]
     for i in range(5):
         await app.send(f"m{i}", group_id="g", deduplication_id=f"m{i}")
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: app.run(handle_signals=False))
             await started.wait()
+            await polling.wait()
             stopped = anyio.current_time()
             app.stop()
             depth = await backend.get_queue_depth(url)

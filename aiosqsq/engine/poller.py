@@ -1,0 +1,135 @@
+"""Pollers: the receive loops of one consumer.
+
+Each loop reserves free handler slots first (see :mod:`aiosqsq.engine.slots`), asks
+``ReceiveMessage`` for at most that many, and hands what arrives to the consumer, so
+every received message already owns a slot. Messages held (running, or awaiting their
+delete) never exceed the concurrency plus one batch per poller: the hold limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+import anyio
+
+from aiosqsq.backends.base import QueueBackend, QueueInfo, QueueMessage
+from aiosqsq.engine.backoff import retry_delay_s
+from aiosqsq.engine.config import ConsumerConfig
+from aiosqsq.engine.registry import InFlightRegistry
+from aiosqsq.engine.slots import Slots
+from aiosqsq.errors import CALL_FAILURES, is_transient
+
+logger = logging.getLogger("aiosqsq.consumer")
+
+_SHORT_POLL_PAUSE_S = 0.1
+
+
+class Pollers:
+    """Runs ``config.pollers`` receive loops for one queue until the stop event is set."""
+
+    def __init__(
+        self,
+        backend: QueueBackend,
+        info: QueueInfo,
+        config: ConsumerConfig,
+        slots: Slots,
+        registry: InFlightRegistry,
+        *,
+        hold_limit: int,
+        stopping: anyio.Event,
+        deliver: Callable[[list[QueueMessage]], None],
+        end_burst: Callable[[], None],
+    ) -> None:
+        self._backend = backend
+        self._info = info
+        self._config = config
+        self._slots = slots
+        self._registry = registry
+        self._hold_limit = hold_limit
+        self._stopping = stopping
+        self._deliver = deliver  # registers and starts what a receive brought
+        self._end_burst = end_burst
+        self._reserved = 0  # slots reserved by pollers for a receive in progress
+        self._receiving = 0  # pollers inside a receive call right now
+        self.received = 0  # messages ever received: tells burst mode about activity
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Receive until stopped (with ``burst``: until the queue is found empty while
+        nothing is held, then call ``end_burst``). A refused receive (access denied, a
+        missing queue) is raised; transient failures are retried with backoff."""
+        async with anyio.create_task_group() as loops:
+            for _ in range(self._config.pollers):
+                loops.start_soon(self._poll, burst)
+
+    async def _poll(self, burst: bool) -> None:
+        failures = 0
+        attempt_id: str | None = None
+        wait_time_s: float = self._config.wait_time_s
+        if burst:  # an exact in-process backend answers a short poll truly; SQS samples
+            wait_time_s = 0 if self._backend.receive_is_cancel_safe else min(wait_time_s, 1)
+        while not self._stopping.is_set():
+            reserved = await self._reserve(self._config.batch_size)
+            if reserved == 0:
+                return
+            if self._info.fifo and attempt_id is None:
+                attempt_id = uuid.uuid4().hex  # reused on retry: SQS returns the same batch
+            idle_before = self.received if not self._registry else None
+            self._receiving += 1
+            try:
+                messages = await self._backend.receive(
+                    self._info.url,
+                    max_messages=reserved,
+                    wait_time_s=wait_time_s,
+                    visibility_timeout_s=self._config.visibility_timeout_s,
+                    attempt_id=attempt_id,
+                )
+            except CALL_FAILURES as exc:
+                self._slots.release(reserved)
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                delay_s = retry_delay_s(failures, base_s=0.1, max_s=5.0)
+                logger.warning(
+                    "receive from %s failed (%s); retrying in %.1f s", self._info.name, exc, delay_s
+                )
+                with anyio.move_on_after(delay_s):
+                    await self._stopping.wait()
+                continue
+            except BaseException:
+                self._slots.release(reserved)  # cancelled (shutdown): nothing was received
+                raise
+            finally:
+                self._receiving -= 1
+                self._reserved -= reserved
+            failures, attempt_id = 0, None
+            self._slots.release(reserved - len(messages))
+            self.received += len(messages)
+            self._deliver(messages)
+            if messages:
+                continue
+            if not burst:
+                if wait_time_s == 0:  # short polling an empty queue: do not spin
+                    await anyio.sleep(_SHORT_POLL_PAUSE_S)
+                continue
+            if idle_before == self.received and not self._registry:
+                if not self._receiving:
+                    self._end_burst()  # the last poller to find the queue empty ends it
+                return  # others are still receiving: the last of them decides
+            # The queue looks empty but held messages may come back: wait for them.
+            await self._registry.wait_empty()
+
+    async def _reserve(self, most: int) -> int:
+        """Reserve slots for one receive, within the hold limit; 0 once stopping."""
+        reserved = await self._slots.reserve(most, fill_wait_s=self._config.fill_wait_s)
+        while reserved and not self._stopping.is_set():
+            room = self._hold_limit - len(self._registry) - self._reserved
+            if room > 0:
+                self._slots.release(max(0, reserved - room))
+                reserved = min(reserved, room)
+                self._reserved += reserved
+                return reserved
+            await self._registry.wait_shrunk()
+        self._slots.release(reserved)
+        return 0
