@@ -1,6 +1,6 @@
 """Worker processes for ``--workers N`` and ``--reload``: start them, keep them, stop them.
 
-Each worker is a command (``python -m aiosqsq run MODULE:ATTRIBUTE``, options in its
+Each worker is a command (``python -P -m aiosqsq run MODULE:ATTRIBUTE``, options in its
 ``QUEUE_*`` environment): its own interpreter, event loop, App and consumers. Workers write
 their logs straight to the supervisor's stderr. The supervisor:
 

@@ -224,9 +224,10 @@ def _dotenv_defaults() -> dict[str, str]:
 
 
 def _supervise(target: Target, workers: int, *, burst: bool, reload_dir: str | None) -> int:
-    command = [sys.executable, "-m", "aiosqsq", "run", str(target)]
-    if sys.flags.safe_path:
-        command.insert(1, "-P")
+    # -P: python -m would put the current directory first on the import path, and a
+    # click.py (or any module aiosqsq imports) there would run in every worker. The app
+    # directory joins the path in the worker, after aiosqsq's imports (aiosqsq.importer).
+    command = [sys.executable, "-P", "-m", "aiosqsq", "run", str(target)]
     env = {**os.environ, "QUEUE_WORKERS": "1", "QUEUE_RELOAD": "false", SUPERVISED_ENV: "1"}
     what = "1 worker, reloading on changes," if reload_dir else f"{workers} workers"
     logger.info("aiosqsq %s supervising %s of %s", version_text(), what, target)

@@ -6,11 +6,15 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from aiosqsq.cli import ExitCode
 from tests.cli.conftest import MotoQueues
-from tests.cli.harness import APPS_DIR, CliProcess, run_cli, wait_for_lines
+from tests.cli.harness import AIOSQSQ, APPS_DIR, CliProcess, cli_env, run_cli, wait_for_lines
 from tests.cli.test_importer import MEMAPP
 
 CONSUMING = r"\[\d+\] aiosqsq: consuming "
@@ -128,3 +132,27 @@ def test_burst_workers_that_drained_their_queues_stay_stopped() -> None:
     )
     assert sorted(drained) == ["1", "2"]
     assert "restarting it" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[str(Path(sys.executable).parent / "aiosqsq")], [*AIOSQSQ[:1], "-P", *AIOSQSQ[1:]]],
+    ids=["script", "python-P"],
+)
+def test_workers_never_import_a_module_planted_in_the_current_directory(
+    command: list[str],
+) -> None:
+    # Started either safe way, the supervisor starts its workers safely too: a click.py in
+    # the current directory (here also the app directory) is never imported by anyone.
+    Path("memapp.py").write_text(MEMAPP)
+    Path("click.py").write_text(
+        "import os\n\nopen(f'planted-{os.getpid()}', 'w').close()\n"
+        "raise SystemExit('the planted click.py ran')\n"
+    )
+    args = ("run", "memapp:app", "--workers", "2", "--burst")
+    result = subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=cli_env(), timeout=60, check=False
+    )
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert not list(Path().glob("planted-*"))
+    assert len(re.findall(CONSUMING, result.stderr)) == 2
