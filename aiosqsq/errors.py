@@ -5,6 +5,7 @@ The tree::
     AiosqsqError
     ├── ConfigurationError       a QUEUE_* setting is missing or invalid
     ├── HandlerSignatureError    @app.handler was given a function it cannot call
+    ├── AppLoadError             MODULE:ATTRIBUTE cannot be loaded (aiosqsq.importer)
     ├── PayloadTooLargeError     a body or batch exceeds the SQS size limit
     ├── PayloadError             a received body does not decode or validate (codec.py)
     ├── LeaseError               Message.extend/release on a message no longer held

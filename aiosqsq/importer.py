@@ -19,8 +19,9 @@ Each way of failing has its own message, in :class:`AppLoadError`:
 
 Everything aiosqsq itself depends on (orjson, pydantic, anyio, ...) is imported before the
 app directory joins ``sys.path``, so a stray ``orjson.py`` there cannot shadow it. That
-holds for the ``aiosqsq`` script and for ``python -P -m aiosqsq``; plain ``python -m``
-puts the current directory on the path before aiosqsq is imported (python/cpython#57684).
+holds for the ``aiosqsq`` script and for ``python -P -m aiosqsq``, and for the workers of
+``--workers`` and ``--reload``, always started with ``-P``; plain ``python -m`` puts the
+current directory on the path before aiosqsq is imported (python/cpython#57684).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from aiosqsq.app import App
-from aiosqsq.errors import ConfigurationError
+from aiosqsq.errors import AiosqsqError, ConfigurationError
 
 EXAMPLE = "myproject.worker:app"
 
@@ -50,7 +51,7 @@ class Target:
         return f"{self.module}:{self.attribute}"
 
 
-class AppLoadError(Exception):
+class AppLoadError(AiosqsqError):
     """The named app cannot be loaded; ``str()`` says why and what to do.
 
     ``cause`` is the exception raised by the user's code (an import or a factory call),

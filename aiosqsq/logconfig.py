@@ -34,11 +34,10 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from aiosqsq.control_chars import escape_controls
-from aiosqsq.redaction import install_log_redaction, scrub
+from aiosqsq.redaction import WIRE_LOGGERS, install_log_redaction, scrub
 
 LogFormat = Literal["text", "json"]
 LEVELS: Final = ("critical", "error", "warning", "info", "debug")
-WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
 
 _TEXT_FORMAT: Final = "%(asctime)s.%(msecs)03d %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 # "  File "...", line N" as Python writes it, also inside an exception group's "  | " margin

@@ -67,7 +67,8 @@ class _RedactingFilter(logging.Filter):
 
 
 _REDACTOR: Final = _RedactingFilter()
-_WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
+#: The AWS SDK's and its HTTP libraries' loggers, whose DEBUG records quote the wire.
+WIRE_LOGGERS: Final = ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp")
 
 
 def install_log_redaction() -> None:
@@ -78,9 +79,9 @@ def install_log_redaction() -> None:
     names = [
         name
         for name in list(logging.root.manager.loggerDict)
-        if name.split(".", 1)[0] in _WIRE_LOGGERS
+        if name.split(".", 1)[0] in WIRE_LOGGERS
     ]
-    for name in {*_WIRE_LOGGERS, *names}:
+    for name in {*WIRE_LOGGERS, *names}:
         target = logging.getLogger(name)
         if _REDACTOR not in target.filters:
             target.addFilter(_REDACTOR)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import Process, TaskGroup, TaskStatus
 
-from aiosqsq.cli.exit_codes import PERMANENT, ExitCode
+from aiosqsq.exit_codes import PERMANENT, ExitCode
 
 logger = logging.getLogger("aiosqsq.supervisor")
 

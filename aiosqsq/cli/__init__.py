@@ -2,16 +2,16 @@
 and the operator commands ``queues``, ``send`` and ``dlq``.
 
 ``command`` declares the options and dispatches; ``worker`` runs one App in this process;
-``local`` serves ``run --local``; ``exit_codes`` lists what the exit status means.
-``aiosqsq.importer``, ``aiosqsq.logconfig`` and ``aiosqsq.supervisor`` do the rest.
+``local`` serves ``run --local``. ``aiosqsq.exit_codes`` (what the exit status means, shared
+with the supervisor), ``aiosqsq.importer``, ``aiosqsq.logconfig`` and ``aiosqsq.supervisor``
+do the rest.
 
 The operator commands: ``queues`` (create, stats, purge), ``send_command``, ``dlq``
 (inspect, redrive), on what ``ops`` shares (settings, exit statuses, output) and
-``queue_stats``, ``peek``,
-``batch_sender`` and ``redrive`` do their work.
+``queue_stats``, ``peek``, ``batch_sender`` and ``redrive`` do their work.
 """
 
 from aiosqsq.cli.command import main
-from aiosqsq.cli.exit_codes import ExitCode
+from aiosqsq.exit_codes import ExitCode
 
 __all__ = ["ExitCode", "main"]

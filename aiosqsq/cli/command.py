@@ -25,12 +25,12 @@ import click
 from dotenv import dotenv_values
 
 from aiosqsq.cli.dlq import dlq
-from aiosqsq.cli.exit_codes import ExitCode
 from aiosqsq.cli.local import run_locally
 from aiosqsq.cli.queues import queues
 from aiosqsq.cli.send_command import send
 from aiosqsq.cli.worker import SUPERVISED_ENV, logger, run_worker, version_text
 from aiosqsq.errors import ConfigurationError
+from aiosqsq.exit_codes import ExitCode
 from aiosqsq.importer import Target, parse_target
 from aiosqsq.logconfig import LEVELS, configure_logging
 from aiosqsq.settings import ENV_PREFIX, QueueSettings

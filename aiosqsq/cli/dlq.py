@@ -17,7 +17,6 @@ from rich.table import Table
 from rich.text import Text
 
 from aiosqsq.backends.base import QueueMessage
-from aiosqsq.cli.exit_codes import ExitCode
 from aiosqsq.cli.ops import (
     EXIT_CODES,
     INCOMPLETE,
@@ -31,6 +30,7 @@ from aiosqsq.cli.ops import (
 from aiosqsq.cli.peek import HOLD_S, peeking
 from aiosqsq.cli.redrive import MoveTally, copy_messages, move_tasks
 from aiosqsq.control_chars import escape_controls
+from aiosqsq.exit_codes import ExitCode
 from aiosqsq.message import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
 
 if TYPE_CHECKING:

@@ -28,9 +28,9 @@ from typing import Final
 import anyio
 
 from aiosqsq.app import App
-from aiosqsq.cli.exit_codes import ExitCode, exit_for
 from aiosqsq.cli.local_server import LocalSQS
 from aiosqsq.errors import BackendError, ConfigurationError
+from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import AppLoadError, Target, load_app
 from aiosqsq.settings import QueueSettings
 

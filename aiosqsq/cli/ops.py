@@ -22,8 +22,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aiosqsq.cli.exit_codes import ExitCode
 from aiosqsq.errors import BackendError, ConfigurationError
+from aiosqsq.exit_codes import ExitCode
 from aiosqsq.logconfig import configure_logging
 from aiosqsq.settings import QueueSettings
 

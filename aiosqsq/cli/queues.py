@@ -13,10 +13,10 @@ from rich.live import Live
 
 from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
 from aiosqsq.backends.limits import SQS_NAME
-from aiosqsq.cli.exit_codes import ExitCode
 from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, out, run_operation
 from aiosqsq.cli.queue_stats import AGE_COST, QueueStats, read_stats, table
 from aiosqsq.errors import QueueNotFoundError
+from aiosqsq.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from aiosqsq.backends.sqs_admin import SQSAdmin

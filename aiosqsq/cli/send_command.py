@@ -16,8 +16,8 @@ import orjson
 from aiosqsq.backends.base import MAX_DELAY_S, MAX_MESSAGE_BYTES, SendEntry, message_size
 from aiosqsq.backends.limits import message_problem
 from aiosqsq.cli.batch_sender import pack, send_batch
-from aiosqsq.cli.exit_codes import ExitCode
 from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, progress_bar, run_operation, shown
+from aiosqsq.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from aiosqsq.backends.sqs_admin import SQSAdmin

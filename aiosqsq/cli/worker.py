@@ -1,5 +1,5 @@
 """One worker in this process: load the app, consume until stopped, turn the outcome into an
-exit code (:mod:`aiosqsq.cli.exit_codes`) with one log line that says what happened.
+exit code (:mod:`aiosqsq.exit_codes`) with one log line that says what happened.
 
 Signals: SIGINT and SIGTERM stop gracefully at any time, a second one forces (the App's own
 handling while it runs; before that, loading is interrupted and the exit is 0 all the same).
@@ -22,8 +22,8 @@ from types import FrameType
 
 import anyio
 
-from aiosqsq.cli.exit_codes import ExitCode, exit_for
 from aiosqsq.errors import BackendError, ConfigurationError
+from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import AppLoadError, Target, load_app
 
 SUPERVISED_ENV = "AIOSQSQ_SUPERVISED"

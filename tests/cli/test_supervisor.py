@@ -156,3 +156,15 @@ def test_workers_never_import_a_module_planted_in_the_current_directory(
     assert result.returncode == ExitCode.OK, result.stderr
     assert not list(Path().glob("planted-*"))
     assert len(re.findall(CONSUMING, result.stderr)) == 2
+
+
+def test_the_supervisor_imports_nothing_of_the_command_line() -> None:
+    # Imports run one way: the cli uses the supervisor, never the reverse.
+    check = (
+        "import sys, aiosqsq.supervisor; "
+        "print(sorted(m for m in sys.modules if m.startswith('aiosqsq.cli')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", check], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "[]\n"
