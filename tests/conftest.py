@@ -45,3 +45,21 @@ def sqs_settings(moto_endpoint: str) -> QueueSettings:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scale each test's pytest-timeout (its ``timeout`` mark, else the ini's) by
+    AIOSQSQ_TEST_SLOWDOWN, as every other wall-clock bound of the suite is."""
+    from tests.helpers import slowdown
+
+    factor = slowdown()
+    if factor == 1:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = default
+        if marker is not None:
+            seconds = float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0))
+        if seconds > 0:
+            item.add_marker(pytest.mark.timeout(seconds * factor), append=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Callable
 
 import anyio
@@ -40,6 +42,32 @@ def make_app(backend: MemoryBackend, **settings: object) -> App:
 
 async def eventually(predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
     """Wait (bounded) until ``predicate()`` holds; for conditions only time can bring."""
-    with anyio.fail_after(timeout_s):
+    with anyio.fail_after(slow(timeout_s)):
         while not predicate():
             await anyio.sleep(0.01)
+
+
+SLOWDOWN_VARIABLE = "AIOSQSQ_TEST_SLOWDOWN"
+
+
+def slowdown() -> float:
+    """How much slower than a quiet 2-core machine this one is: ``AIOSQSQ_TEST_SLOWDOWN``
+    (default 1). Every wall-clock bound of the suite is multiplied by it. Raises
+    :class:`ValueError` naming the variable when it is not a number >= 1."""
+    raw = os.environ.get(SLOWDOWN_VARIABLE, "1")
+    try:
+        factor = float(raw)
+    except ValueError:
+        factor = math.nan
+    if not (math.isfinite(factor) and factor >= 1):
+        raise ValueError(
+            f"{SLOWDOWN_VARIABLE}={raw!r} is invalid: expected a number >= 1 (for example 3 "
+            "on a loaded machine)"
+        )
+    return factor
+
+
+def slow(seconds: float) -> float:
+    """A wall-clock bound (a timeout, "within N s") scaled for this machine: ``seconds``
+    times :func:`slowdown`. Lower bounds and the scenario's own timings are not scaled."""
+    return seconds * slowdown()

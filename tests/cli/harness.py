@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tests.helpers import slow
+
 AIOSQSQ = [sys.executable, "-m", "aiosqsq"]
 APPS_DIR = Path(__file__).parent / "apps"
 RUN_TIMEOUT_S = 60.0
@@ -76,7 +78,7 @@ def run_cli(
         command,
         capture_output=True,
         text=True,
-        timeout=timeout_s,
+        timeout=slow(timeout_s),
         env=cli_env(env),
         check=False,
         input=stdin_text,
@@ -116,7 +118,7 @@ class CliProcess:
     def wait_for(self, pattern: str, *, count: int = 1, timeout_s: float = 30.0) -> list[str]:
         """Wait until ``count`` lines match the regex ``pattern``; return the matches."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + slow(timeout_s)
         with self._changed:
             while True:
                 matches = [line for line in self._lines if regex.search(line)]
@@ -135,8 +137,8 @@ class CliProcess:
 
     def wait(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """The exit code, once the process and every worker writing to its pipe are done."""
-        code = self.process.wait(timeout=timeout_s)
-        self._reader.join(timeout_s)
+        code = self.process.wait(timeout=slow(timeout_s))
+        self._reader.join(slow(timeout_s))
         return code
 
     def stop(self) -> None:
@@ -176,7 +178,7 @@ class CliProcess:
 def wait_for_lines(path: Path, count: int, *, timeout_s: float = 60.0) -> list[str]:
     """Wait (bounded) until the file at ``path`` has ``count`` lines: progress only the
     worker processes can bring, so there is no event to wait on but the file."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + slow(timeout_s)
     while True:
         lines = path.read_text().splitlines() if path.exists() else []
         if len(lines) >= count:

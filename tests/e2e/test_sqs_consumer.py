@@ -21,6 +21,7 @@ from aiosqsq import App, Message, QueueSettings
 from aiosqsq.backends.base import QueueMessage, SendEntry, VisibilityEntry
 from aiosqsq.backends.sqs import SQSBackend
 from aiosqsq.errors import QueueNotFoundError
+from tests.helpers import slow
 
 MakeQueue = Callable[..., Awaitable[str]]
 
@@ -80,7 +81,7 @@ async def test_drains_5000_messages_with_no_loss_and_no_duplicate(
 
     total = int(os.environ.get("E2E_TOTAL", "5000"))
     await app.send_batch([str(i) for i in range(total)])
-    with anyio.fail_after(240):
+    with anyio.fail_after(slow(240)):
         stats = await app.run(burst=True, handle_signals=False)
 
     assert len(seen) == total  # no loss
@@ -103,7 +104,7 @@ async def test_a_job_three_times_the_visibility_timeout_is_delivered_once(
         await anyio.sleep(6)
 
     await app.send("long job")
-    with anyio.fail_after(30):
+    with anyio.fail_after(slow(30)):
         stats = await app.run(burst=True, handle_signals=False)
     assert deliveries == [1]
     assert stats.heartbeats_sent >= 4
@@ -124,14 +125,14 @@ async def test_retries_then_the_redrive_policy_dead_letters(
         raise RuntimeError("always fails")
 
     await app.send("poison-ish")
-    with anyio.fail_after(60):
+    with anyio.fail_after(slow(60)):
         stats = await app.run(burst=True, handle_signals=False)
     assert receive_counts == [1, 2, 3]
     assert stats.retried == 3
     info = await backend.get_queue_info(url)
     assert info.dead_letter_queue_url is not None
     found: list[QueueMessage] = []
-    with anyio.fail_after(10):  # moto redrives on the receive after the third
+    with anyio.fail_after(slow(10)):  # moto redrives on the receive after the third
         while not found:
             found = await backend.receive(
                 info.dead_letter_queue_url, max_messages=10, wait_time_s=1
@@ -154,7 +155,7 @@ async def test_undecodable_messages_go_to_the_dlq_with_the_reason(
 
     await app.send("{not json", attributes={"tenant": "acme"})
     await app.send({"n": 1})
-    with anyio.fail_after(30):
+    with anyio.fail_after(slow(30)):
         stats = await app.run(burst=True, handle_signals=False)
     assert (calls, stats.dead_lettered, stats.succeeded) == (1, 1, 1)
     info = await backend.get_queue_info(url)
@@ -182,7 +183,7 @@ async def test_fifo_order_per_group_under_failure(
     for i in range(1, 5):
         for group in ("a", "b"):
             await app.send(f"{group}{i}", group_id=group, deduplication_id=f"{group}{i}")
-    with anyio.fail_after(60):
+    with anyio.fail_after(slow(60)):
         await app.run(burst=True, handle_signals=False)
     assert [p for p in order if p.startswith("a")] == ["a1", "a2", "a2", "a3", "a4"]
     assert [p for p in order if p.startswith("b")] == ["b1", "b2", "b3", "b4"]
@@ -206,7 +207,7 @@ async def test_graceful_stop_hands_back_at_once_and_leaves_no_success_undeleted(
 
     for i in range(6):
         await app.send(f"m{i}", group_id="g", deduplication_id=f"m{i}")
-    with anyio.fail_after(30):
+    with anyio.fail_after(slow(30)):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: app.run(handle_signals=False))
             await first_done.wait()
@@ -214,7 +215,7 @@ async def test_graceful_stop_hands_back_at_once_and_leaves_no_success_undeleted(
         exited = anyio.current_time()
         # Visible again right away, not after the 60 s visibility timeout.
         messages: list[QueueMessage] = []
-        while len(messages) < 5 and anyio.current_time() - exited < 2:
+        while len(messages) < 5 and anyio.current_time() - exited < slow(2):
             messages += await backend.receive(url, max_messages=10, wait_time_s=1)
     assert handled == ["m0", "m1"]
     assert [m.body for m in messages] == ["m1", "m2", "m3", "m4", "m5"]
@@ -250,7 +251,7 @@ async def test_a_consumer_of_a_queue_url_makes_one_call_before_receiving(
     sender = SQSBackend(sqs_settings)
     try:
         await sender.send_batch(url, [SendEntry("0", "a")])
-        with anyio.fail_after(30), caplog.at_level(logging.INFO, "aiosqsq"):
+        with anyio.fail_after(slow(30)), caplog.at_level(logging.INFO, "aiosqsq"):
             stats = await app.run(burst=True, handle_signals=False)
         startup = counting.operations[: counting.operations.index("ReceiveMessage")]
     finally:
@@ -274,7 +275,7 @@ async def test_a_missing_queue_url_is_named_at_start(
         raise AssertionError("nothing to handle")
 
     try:
-        with anyio.fail_after(30), pytest.raises(QueueNotFoundError) as raised:
+        with anyio.fail_after(slow(30)), pytest.raises(QueueNotFoundError) as raised:
             await app.run(burst=True, handle_signals=False)
     finally:
         await counting.aclose()
@@ -311,7 +312,7 @@ async def test_unstarted_messages_go_back_at_once_while_a_long_poll_is_let_finis
     backend.receive = receive  # type: ignore[method-assign]
     for i in range(5):
         await app.send(f"m{i}", group_id="g", deduplication_id=f"m{i}")
-    with anyio.fail_after(30):
+    with anyio.fail_after(slow(30)):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: app.run(handle_signals=False))
             await started.wait()
@@ -319,11 +320,12 @@ async def test_unstarted_messages_go_back_at_once_while_a_long_poll_is_let_finis
             stopped = anyio.current_time()
             app.stop()
             depth = await backend.get_queue_depth(url)
-            while depth.visible < 4 and anyio.current_time() - stopped < 2:
+            while depth.visible < 4 and anyio.current_time() - stopped < slow(2):
                 await anyio.sleep(0.05)
                 depth = await backend.get_queue_depth(url)
             handed_back_s = anyio.current_time() - stopped
         exited_s = anyio.current_time() - stopped
     print(f"handed back in {handed_back_s:.2f} s, exited in {exited_s:.2f} s")
     assert (depth.visible, depth.in_flight) == (4, 1)
-    assert handed_back_s < 1.0 < exited_s  # before the long poll in flight ended
+    assert handed_back_s < min(slow(1.0), exited_s)  # before the long poll in flight ended
+    assert exited_s > 1.0  # the long poll was let finish

@@ -8,7 +8,7 @@ import pytest
 from aiosqsq import Message
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.testing import AppTester
-from tests.helpers import make_app, make_queue
+from tests.helpers import make_app, make_queue, slow
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ async def test_groups_run_in_parallel(backend: MemoryBackend) -> None:
         started.add(payload)
         if len(started) == 2:
             both_started.set()
-        with anyio.fail_after(5):  # deadlocks if the groups ran one after the other
+        with anyio.fail_after(slow(5)):  # deadlocks if the groups ran one after the other
             await both_started.wait()
 
     await app.send("x", group_id="x", deduplication_id="x")

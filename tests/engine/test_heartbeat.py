@@ -9,7 +9,7 @@ import pytest
 
 from aiosqsq.backends.base import DeleteEntry
 from aiosqsq.backends.memory import MemoryBackend
-from tests.helpers import eventually, make_app, make_queue
+from tests.helpers import eventually, make_app, make_queue, slow
 
 
 class CountingBackend(MemoryBackend):
@@ -75,7 +75,7 @@ async def test_a_lost_lease_cancels_the_handler_with_a_warning(
             raise
 
     await app.send("doomed")
-    with caplog.at_level(logging.WARNING), anyio.fail_after(10):
+    with caplog.at_level(logging.WARNING), anyio.fail_after(slow(10)):
         async with app:
             await started.wait()
             # Someone else deletes the message (e.g. an operator purge).

@@ -14,7 +14,7 @@ import pytest
 from aiosqsq.backends.base import DeleteEntry
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.engine.registry import InFlightRegistry
-from tests.helpers import eventually, make_app, make_queue
+from tests.helpers import eventually, make_app, make_queue, slow
 
 
 async def _purge_held(registry: InFlightRegistry, backend: MemoryBackend, url: str) -> None:
@@ -48,7 +48,7 @@ async def test_the_worker_goes_on_after_a_lost_lease(swallow: bool) -> None:
     await app.send("doomed")
     others = [f"m{i}" for i in range(20)]
     began = anyio.current_time()
-    with anyio.fail_after(15):
+    with anyio.fail_after(slow(15)):
         async with app:
             await started.wait()
             await app.send_batch(others[:10])
@@ -92,7 +92,7 @@ async def test_a_lost_lease_in_a_fifo_group_hands_the_rest_back() -> None:
     for i in range(5):
         await app.send(f"g{i}", group_id="g", deduplication_id=f"g{i}")
     began = anyio.current_time()
-    with anyio.fail_after(15):
+    with anyio.fail_after(slow(15)):
         async with app:
             await started.wait()
             (first,) = [e for e in app._consumers[0].registry if e.message.body == "g0"]

@@ -11,7 +11,7 @@ import pytest
 from aiosqsq import Message, QueueNotFoundError
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.engine.stats import Statistics
-from tests.helpers import eventually, make_app, make_queue
+from tests.helpers import eventually, make_app, make_queue, slow
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def test_unstarted_messages_are_handed_back_at_once(backend: MemoryBackend
         await started.wait()
         app.stop()
         # Well before the running handler ends, the four unstarted ones are back.
-        with anyio.fail_after(1):
+        with anyio.fail_after(slow(1)):
             while (await backend.get_queue_depth(url)).in_flight != 1:
                 await anyio.sleep(0.01)
         finish.set()
@@ -74,7 +74,7 @@ async def test_handlers_past_the_shutdown_timeout_are_cancelled_and_released(
         await started.wait()
         stopped_at = anyio.current_time()
         app.stop()
-    assert anyio.current_time() - stopped_at < 2
+    assert anyio.current_time() - stopped_at < slow(2)
     assert cancelled.is_set()
     messages = await backend.receive(url, max_messages=1, wait_time_s=0)
     assert [(m.body, m.receive_count) for m in messages] == [("slow", 2)]
@@ -157,7 +157,7 @@ async def test_sigterm_stops_gracefully_and_a_second_forces(backend: MemoryBacke
     async def run() -> None:
         result.append(await app.run())
 
-    with anyio.fail_after(10):
+    with anyio.fail_after(slow(10)):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await started.wait()
@@ -184,7 +184,7 @@ async def test_a_queue_deleted_under_the_consumer_stops_it_with_a_clear_error(
         await eventually(lambda: bool(app._consumers))
         await backend.delete_queue(url)
 
-    with anyio.fail_after(10):
+    with anyio.fail_after(slow(10)):
         async with anyio.create_task_group() as tg:
             tg.start_soon(delete_soon)
             with pytest.raises(QueueNotFoundError) as raised:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tests.faults.queues import FaultQueues
+from tests.helpers import slow
 
 POLL_S = 0.05  # how often a wait re-reads the ledger file or the queue
 
@@ -84,9 +85,10 @@ def wait_until(
     done: Callable[[], bool], what: str | Callable[[], str], *, timeout_s: float
 ) -> float:
     """Poll ``done`` (progress only a worker process makes) until it holds; the seconds it
-    took. Fails after ``timeout_s``, saying ``what`` was awaited (or its state, if a
-    callable)."""
+    took. Fails after ``slow(timeout_s)``, saying ``what`` was awaited (or its state, if
+    a callable)."""
     started = time.monotonic()
+    timeout_s = slow(timeout_s)
     while not done():
         if time.monotonic() - started > timeout_s:
             state = what if isinstance(what, str) else what()

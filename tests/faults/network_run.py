@@ -23,6 +23,7 @@ from tests.faults.ledger import Ledger
 from tests.faults.proxy import Exchange, FaultProxy
 from tests.faults.queues import FaultQueues
 from tests.faults.worker import start_worker, worker_env
+from tests.helpers import slow
 
 DRAIN_TIMEOUT_S = 30.0
 
@@ -98,7 +99,7 @@ def drain(
 ) -> DrainFigures:
     """Wait (bounded) until every payload was handled and the queue is empty; the figures
     then (or at the timeout, for the assertions to judge)."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + slow(timeout_s)
     while time.monotonic() < deadline:
         if len(ledger.ok_counts()) >= sent and queues.total(url) == 0:
             break

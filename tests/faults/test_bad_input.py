@@ -42,7 +42,7 @@ from aiosqsq.backends.base import (
     QueueMessage,
     SendEntry,
 )
-from aiosqsq.engine.consumer import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
+from aiosqsq.message import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
 from tests.faults.ledger import Call, Ledger, wait_until
 from tests.faults.queues import FaultQueues
 from tests.faults.worker import STRICT, start_worker, stop_gracefully, worker_env

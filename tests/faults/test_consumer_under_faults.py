@@ -12,6 +12,7 @@ import pytest
 from aiosqsq import App, QueueSettings
 from aiosqsq.backends.sqs import SQSBackend
 from tests.faults.proxy import FaultProxy
+from tests.helpers import slow
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ async def _drain(proxy: FaultProxy, queue_url: str, total: int) -> tuple[dict[st
         seen[payload] = seen.get(payload, 0) + 1
 
     await app.send_batch([str(i) for i in range(total)])
-    with anyio.fail_after(60):
+    with anyio.fail_after(slow(60)):
         await app.run(burst=True, handle_signals=False)
     return seen, app
 

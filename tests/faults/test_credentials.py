@@ -55,6 +55,7 @@ from tests.faults.worker import (
     stop_worker,
     worker_env,
 )
+from tests.helpers import slow
 from tests.moto_server import MotoServer, start_moto_server
 
 # Sentinels: none may appear in anything the worker prints.
@@ -407,6 +408,6 @@ def test_t28_without_change_message_visibility_a_nack_stops_the_worker_with_exit
     # README: "A missing queue or denied access stops it with exit code 5 and a message
     # naming the queue and the call."
     assert code == ExitCode.QUEUE_ACCESS_LOST, output
-    assert t_exit <= 2 * 5  # the shutdown timeout of 2 s and a flush, 2x slack
+    assert t_exit <= slow(2 * 5)  # the shutdown timeout of 2 s and a flush, 2x slack
     assert len(denied) == 1, output
     assert name in denied[0], denied

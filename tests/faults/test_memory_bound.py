@@ -16,6 +16,7 @@ from aiosqsq.cli import ExitCode
 from tests.faults.ledger import Figures, Ledger
 from tests.faults.queues import FaultQueues
 from tests.faults.worker import prepare, start_worker, summary
+from tests.helpers import slow
 
 SAMPLE_EVERY_S = 1.0
 SAMPLING_SLACK = 10  # messages a 1 s sample may catch between a receive and its bookkeeping
@@ -53,7 +54,7 @@ def test_t24_a_large_backlog_is_held_in_bounded_memory(
     rss_after_warm_up: list[int] = []
     started = next_sample = time.monotonic()
     with start_worker(env) as worker:
-        deadline = started + 240
+        deadline = started + slow(240)
         while (handled := len(ledger.events("ok"))) < total:
             assert time.monotonic() < deadline, f"{handled} of {total} handled in time"
             in_flight.append(queues.depth(url).in_flight)

@@ -35,6 +35,7 @@ from tests.faults.proxy import ERRORS, FailEntries, FaultProxy, LoseResponse
 from tests.faults.queues import FaultQueues
 from tests.faults.tcp_proxy import TcpProxy
 from tests.faults.worker import start_worker, stop_worker
+from tests.helpers import slow
 
 # --- T10: DeleteMessageBatch partial failures -----------------------------------------
 
@@ -117,7 +118,7 @@ def test_t12_lost_receive_responses_lose_nothing(
     assert figures.dup == 0
     assert phantoms  # the fault did hide messages
     assert sorted(redelivered) == sorted(phantoms)  # each came back and was handled once
-    assert figures.t_drain <= 15  # ~1 s of work + 2 visibility timeouts, 2x slack
+    assert figures.t_drain <= slow(15)  # ~1 s of work + 2 visibility timeouts, 2x slack
     assert errors == [], output
 
 
@@ -181,7 +182,7 @@ def test_t14_a_5xx_burst_is_ridden_out(
     assert rule.fired >= 2  # 30% of the calls in the burst (each failure slows the next)
     # 200 messages at 10 x 0.1 s are ~2 s of work: what the burst left must be done
     # within 5 s of its end (2x slack on the ~2 s it needs).
-    assert recovery_s <= 5.0
+    assert recovery_s <= slow(5.0)
 
 
 def test_t15_throttling_backs_off_and_loses_nothing(
@@ -245,7 +246,7 @@ def test_t15_throttling_backs_off_and_loses_nothing(
     # off longer after each failure in a row: 0.05-0.1 s, then 0.1-0.2, 0.2-0.4, 0.4-0.8.
     assert len(backoffs) >= 4
     assert delays[3] > delays[0]
-    assert figures.t_drain <= 2 * 9  # ~3 s of work, ~6 s of throttling; 2x slack
+    assert figures.t_drain <= slow(2 * 9)  # ~3 s of work, ~6 s of throttling; 2x slack
 
 
 def test_t16_overlimit_on_receive_does_not_hold_up_deletes_or_extensions(
@@ -391,7 +392,7 @@ def test_t17a_expired_credentials_exit_5_then_a_fresh_worker_drains(
         )
     )
     assert code == 5, output
-    assert t_exit <= 2 * 5  # QUEUE_SHUTDOWN_TIMEOUT=5, with 2x slack
+    assert t_exit <= slow(2 * 5)  # QUEUE_SHUTDOWN_TIMEOUT=5, with 2x slack
     assert len(errors) == 1, output
     assert "expired" in errors[0], errors
     assert len(expired_receives) <= 5
@@ -429,7 +430,7 @@ def test_t18_a_tcp_blackhole_then_resets_is_ridden_out(
     figures.assert_clean(code)
     assert figures.dup == 0
     assert tcp_proxy.resets >= 1, output
-    assert figures.t_drain <= blackhole_s + 2 + 5  # ~2 s of work, recovery within 5 s
+    assert figures.t_drain <= blackhole_s + slow(2 + 5)  # ~2 s of work, recovery within 5 s
 
 
 # --- slow tier: the plan's sizes ---------------------------------------------------------
@@ -508,4 +509,4 @@ def test_t18_a_blackhole_past_the_read_timeout(
     )
     figures.assert_clean(code)
     assert figures.dup <= 10 + 10  # what was held: concurrency + one batch
-    assert figures.t_drain <= blackhole_s + visibility_s + 10
+    assert figures.t_drain <= blackhole_s + visibility_s + slow(10)

@@ -17,6 +17,7 @@ from aiosqsq.errors import BackendError
 from aiosqsq.settings import QueueSettings
 from tests.faults.proxy import ERRORS, Delay, FailEntries, FaultProxy, LoseResponse
 from tests.faults.tcp_proxy import TcpProxy
+from tests.helpers import slow
 
 # code -> (retryable as aiosqsq classifies it, attempts botocore makes: 3 when it retries)
 EXPECTED = {
@@ -189,7 +190,7 @@ async def test_delay_holds_the_request(
         elapsed = time.monotonic() - started
         await backend.delete_queue(url)
     print(f"delayed call took {elapsed:.2f} s")
-    assert 0.5 <= elapsed < 5
+    assert 0.5 <= elapsed < slow(5)
 
 
 async def test_tcp_latency_blackhole_and_reset(
@@ -219,8 +220,8 @@ async def test_tcp_latency_blackhole_and_reset(
         f"tcp: latency call {latency_call:.2f} s, blackhole call {blackhole_call:.2f} s, "
         f"sockets reset {resets}, connections {tcp_proxy.connections}"
     )
-    assert 0.4 <= latency_call < 5
-    assert 1.4 <= blackhole_call < 10
+    assert 0.4 <= latency_call < slow(5)
+    assert 1.4 <= blackhole_call < slow(10)
     assert depth.visible == 2
     assert resets >= 2  # both ends of the pooled connection
     assert len(got) == 2
