@@ -84,9 +84,9 @@ def read_notification(envelope: dict[str, Any]) -> tuple[SNSMetadata, str]:
 def _attributes(raw: dict[str, Any] | None) -> dict[str, SNSMessageAttribute]:
     if not raw:
         return {}
+    where = f"{WHERE}: a MessageAttributes entry"
     attributes = {}
     for name, value in raw.items():
-        where = f"{WHERE}: a MessageAttributes entry"
         entry = expect(value, dict, where)
         attributes[name] = SNSMessageAttribute(
             type=required(entry, "Type", str, where), value=required(entry, "Value", str, where)
