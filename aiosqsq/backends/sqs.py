@@ -64,6 +64,8 @@ from aiosqsq.backends.base import (
 from aiosqsq.backends.limits import CODE_PREFIX, check_batch, check_send_batch
 from aiosqsq.backends.queue_address import is_queue_url, queue_name
 from aiosqsq.backends.sqs_config import SQSConfig, SQSConfigSource
+from aiosqsq.backends.sqs_lean import OPERATIONS as LEAN_OPERATIONS
+from aiosqsq.backends.sqs_lean import LeanTransport
 from aiosqsq.errors import (
     AccessError,
     BackendError,
@@ -186,6 +188,7 @@ class SQSBackend:
         self._session = aioboto3.Session()
         self._region, self._region_source = _resolve_region(config, self._session)
         self._client: Any = None
+        self._lean: LeanTransport | None = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
         self._closed = False
@@ -387,6 +390,7 @@ class SQSBackend:
         self._closed = True
         async with self._lock:
             self._client = None
+            self._lean = None
             await self._stack.aclose()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -414,8 +418,11 @@ class SQSBackend:
         """Run one SQS operation, translating every botocore failure (see the module doc)."""
         try:
             client = self._client if self._client is not None else await self._open()
-            method = getattr(client, _snake_case(operation))
-            response = await method(**params)
+            lean = self._lean
+            if lean is not None and operation in LEAN_OPERATIONS:
+                response: Any = await lean.call(operation, params)
+            else:
+                response = await getattr(client, _snake_case(operation))(**params)
         except (boto_errors.ClientError, boto_errors.BotoCoreError) as exc:
             raise _translate(exc, operation, queue) from None
         return response if isinstance(response, Mapping) else {}
@@ -444,11 +451,17 @@ class SQSBackend:
                 )
                 install_log_redaction()  # botocore imports some modules only now
                 _cache_user_agent(self._client)
+                if self._config.transport == "lean":
+                    self._lean = await LeanTransport.for_client(
+                        self._client, max_attempts=MAX_ATTEMPTS
+                    )
                 logger.info(
-                    "SQS client ready: endpoint %s, region %s (%s), credentials from %s",
+                    "SQS client ready: endpoint %s, region %s (%s), %s transport, "
+                    "credentials from %s",
                     self._endpoint_url or "AWS",
                     self._region,
                     self._region_source,
+                    "lean" if self._lean is not None else "botocore",
                     "QUEUE_AWS_*" if self._config.access_key_id else "the default chain",
                 )
             return self._client

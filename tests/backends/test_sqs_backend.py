@@ -8,6 +8,7 @@ server that answers every request with a forged SQS JSON-protocol error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -23,6 +24,7 @@ from aiohttp import web
 from aiosqsq.backends import sqs
 from aiosqsq.backends.base import DeleteEntry, SendEntry, VisibilityEntry
 from aiosqsq.backends.sqs import SQSBackend
+from aiosqsq.backends.sqs_config import TRANSPORTS, SQSConfig, Transport
 from aiosqsq.errors import (
     AccessError,
     BackendError,
@@ -50,9 +52,28 @@ def _assert_no_secret(text: str) -> None:
         assert sentinel not in text
 
 
+def _on(settings: QueueSettings, transport: Transport) -> SQSConfig:
+    return dataclasses.replace(settings.sqs_config(), transport=transport)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Each test that takes it runs on both transports of the calls made per message."""
+    value: Transport = request.param
+    return value
+
+
 @pytest.fixture
-async def backend(sqs_settings: QueueSettings) -> AsyncIterator[SQSBackend]:
-    backend = SQSBackend(sqs_settings)
+async def backend(sqs_settings: QueueSettings, transport: Transport) -> AsyncIterator[SQSBackend]:
+    backend = SQSBackend(_on(sqs_settings, transport))
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture
+async def botocore_backend(sqs_settings: QueueSettings) -> AsyncIterator[SQSBackend]:
+    """For the tests that watch botocore's own request hooks."""
+    backend = SQSBackend(_on(sqs_settings, "botocore"))
     yield backend
     await backend.aclose()
 
@@ -65,7 +86,7 @@ async def queue_url(backend: SQSBackend) -> AsyncIterator[str]:
 
 
 class TestSQSContract(BackendContract):
-    """The backend contract, on moto server over loopback."""
+    """The backend contract, on moto server over loopback, on both transports."""
 
     strict_receipt_handles = False  # moto accepts stale receipt handles (getmoto/moto#4655)
 
@@ -324,7 +345,10 @@ async def _record_requests(backend: SQSBackend, queue_url: str) -> _Recorder:
     return recorder
 
 
-async def test_receive_requests_system_attributes(backend: SQSBackend, queue_url: str) -> None:
+async def test_receive_requests_system_attributes(
+    botocore_backend: SQSBackend, queue_url: str
+) -> None:
+    backend = botocore_backend
     recorder = await _record_requests(backend, queue_url)
     await backend.receive(
         queue_url, max_messages=7, wait_time_s=0.2, visibility_timeout_s=2.1, attempt_id="a-1"
@@ -393,8 +417,9 @@ async def test_fifo_receive_maps_attributes(backend: SQSBackend) -> None:
 
 
 async def test_visibility_timeouts_are_sent_as_whole_seconds(
-    backend: SQSBackend, queue_url: str
+    botocore_backend: SQSBackend, queue_url: str
 ) -> None:
+    backend = botocore_backend
     await backend.send_batch(queue_url, [SendEntry("m", "x")])
     [message] = await backend.receive(queue_url, max_messages=1, wait_time_s=0)
     recorder = await _record_requests(backend, queue_url)
@@ -409,7 +434,8 @@ async def test_visibility_timeouts_are_sent_as_whole_seconds(
     ]
 
 
-async def test_send_entry_fields(backend: SQSBackend, queue_url: str) -> None:
+async def test_send_entry_fields(botocore_backend: SQSBackend, queue_url: str) -> None:
+    backend = botocore_backend
     recorder = await _record_requests(backend, queue_url)
     await backend.send_batch(
         queue_url, [SendEntry("plain", "a"), SendEntry("delayed", "b", delay_s=5)]
@@ -471,20 +497,26 @@ async def test_batch_too_long(backend: SQSBackend, queue_url: str) -> None:
     assert caught.value.code == "AWS.SimpleQueueService.BatchRequestTooLong"
 
 
-async def test_closed_backend_refuses_calls(sqs_settings: QueueSettings, queue_url: str) -> None:
-    backend = SQSBackend(sqs_settings)
-    await backend.get_queue_depth(queue_url)
+async def test_closed_backend_refuses_calls(
+    sqs_settings: QueueSettings, transport: Transport, queue_url: str
+) -> None:
+    backend = SQSBackend(_on(sqs_settings, transport))
+    await backend.receive(queue_url, max_messages=1, wait_time_s=0)
     await backend.aclose()
     await backend.aclose()  # idempotent
-    with pytest.raises(BackendError) as caught:
-        await backend.get_queue_depth(queue_url)
-    assert caught.value.code == "BackendClosed"
+    for call in (
+        backend.get_queue_depth(queue_url),
+        backend.receive(queue_url, max_messages=1, wait_time_s=0),
+    ):
+        with pytest.raises(BackendError) as caught:
+            await call
+        assert caught.value.code == "BackendClosed"
 
 
 # --- credentials never leak ------------------------------------------------------------
 
 
-def _sentinel_settings(endpoint: str) -> QueueSettings:
+def _sentinel_settings(endpoint: str, transport: Transport = "botocore") -> QueueSettings:
     return QueueSettings(
         backend="sqs",
         sqs_queue_url="default",
@@ -493,14 +525,15 @@ def _sentinel_settings(endpoint: str) -> QueueSettings:
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
         aws_session_token=TOKEN,
+        sqs_transport=transport,
     )
 
 
 async def test_no_secret_in_debug_logs_or_reprs(
-    moto_endpoint: str, caplog: pytest.LogCaptureFixture
+    moto_endpoint: str, transport: Transport, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    backend = SQSBackend(_sentinel_settings(moto_endpoint))
+    backend = SQSBackend(_sentinel_settings(moto_endpoint, transport))
     try:
         url = await backend.create_queue(_unique("secrets"))
         await backend.send_batch(url, [SendEntry("m", "hello")])
@@ -565,8 +598,10 @@ async def fault_server() -> AsyncIterator[_FaultServer]:
 
 
 @pytest.fixture
-async def faulty_backend(fault_server: _FaultServer) -> AsyncIterator[SQSBackend]:
-    backend = SQSBackend(_sentinel_settings(fault_server.endpoint_url))
+async def faulty_backend(
+    fault_server: _FaultServer, transport: Transport
+) -> AsyncIterator[SQSBackend]:
+    backend = SQSBackend(_sentinel_settings(fault_server.endpoint_url, transport))
     yield backend
     await backend.aclose()
 
@@ -724,23 +759,35 @@ async def test_other_client_errors_keep_their_code(
     )
 
 
-async def test_connection_refused_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_connection_refused_is_retryable(
+    monkeypatch: pytest.MonkeyPatch, transport: Transport
+) -> None:
     monkeypatch.setattr(sqs, "MAX_ATTEMPTS", 1)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    backend = SQSBackend(_sentinel_settings(f"http://127.0.0.1:{port}"))
+    backend = SQSBackend(_sentinel_settings(f"http://127.0.0.1:{port}", transport))
     try:
         with pytest.raises(BackendError) as caught:
             await backend.get_queue_depth(QUEUE)
+        with pytest.raises(BackendError) as caught_receive:
+            await backend.receive(QUEUE, max_messages=1, wait_time_s=0)
     finally:
         await backend.aclose()
     assert (caught.value.code, caught.value.retryable) == ("EndpointConnectionError", True)
     assert f"sqs:GetQueueAttributes on queue {QUEUE!r} failed" in str(caught.value)
+    error = caught_receive.value
+    assert (error.code, error.retryable) == ("EndpointConnectionError", True)
+    assert str(error) == (
+        f"EndpointConnectionError: sqs:ReceiveMessage on queue {QUEUE!r} failed: Could not "
+        f'connect to the endpoint URL: "http://127.0.0.1:{port}/"'
+    )
 
 
-async def test_read_timeout_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_read_timeout_is_retryable(
+    monkeypatch: pytest.MonkeyPatch, transport: Transport
+) -> None:
     monkeypatch.setattr(sqs, "MAX_ATTEMPTS", 1)
     monkeypatch.setattr(sqs, "READ_TIMEOUT_S", 0.2)
     accepted: list[asyncio.StreamWriter] = []
@@ -750,10 +797,12 @@ async def test_read_timeout_is_retryable(monkeypatch: pytest.MonkeyPatch) -> Non
 
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    backend = SQSBackend(_sentinel_settings(f"http://127.0.0.1:{port}"))
+    backend = SQSBackend(_sentinel_settings(f"http://127.0.0.1:{port}", transport))
     try:
         with pytest.raises(BackendError) as caught:
             await backend.get_queue_depth(QUEUE)
+        with pytest.raises(BackendError) as caught_receive:
+            await backend.receive(QUEUE, max_messages=1, wait_time_s=0)
     finally:
         await backend.aclose()
         for writer in accepted:
@@ -761,20 +810,26 @@ async def test_read_timeout_is_retryable(monkeypatch: pytest.MonkeyPatch) -> Non
         server.close()
         await server.wait_closed()
     assert (caught.value.code, caught.value.retryable) == ("ReadTimeoutError", True)
+    assert (caught_receive.value.code, caught_receive.value.retryable) == ("ReadTimeoutError", True)
 
 
 async def test_no_credentials_is_fatal(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, moto_endpoint: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, moto_endpoint: str, transport: Transport
 ) -> None:
     _isolate_aws_config(monkeypatch, tmp_path)
     backend = SQSBackend(
-        QueueSettings(backend="sqs", sqs_queue_url="orders", sqs_endpoint_url=moto_endpoint)
+        SQSConfig(queue_url="orders", endpoint_url=moto_endpoint, transport=transport)
     )
     try:
         with pytest.raises(BackendError) as caught:
             await backend.get_queue_url("orders")
+        with pytest.raises(BackendError) as caught_receive:
+            await backend.receive(
+                f"{moto_endpoint}/123456789012/orders", max_messages=1, wait_time_s=0
+            )
     finally:
         await backend.aclose()
+    assert (caught_receive.value.code, caught_receive.value.retryable) == ("NoCredentials", False)
     assert (caught.value.code, caught.value.retryable) == ("NoCredentials", False)
     assert str(caught.value) == (
         "NoCredentials: sqs:GetQueueUrl on queue 'orders' failed: no usable AWS credentials; "
@@ -816,7 +871,7 @@ async def test_user_agent_is_built_once_and_is_botocore_s_own(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(UserAgentString, "to_string", counting)
-        async with SQSBackend(sqs_settings) as backend:
+        async with SQSBackend(_on(sqs_settings, "botocore")) as backend:
             await backend.get_queue_depth(queue_url)  # builds the client
             agents = _UserAgents(creator=backend._client._user_agent_creator)
             backend._client.meta.events.register("before-send.sqs", agents)
