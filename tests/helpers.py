@@ -71,3 +71,18 @@ def slow(seconds: float) -> float:
     """A wall-clock bound (a timeout, "within N s") scaled for this machine: ``seconds``
     times :func:`slowdown`. Lower bounds and the scenario's own timings are not scaled."""
     return seconds * slowdown()
+
+
+class FakeClock:
+    """A monotonic clock a test moves by hand: give it to ``MemoryBackend(clock=...)`` and
+    the queues' visibility and delays, and the app's engine (backoff, the 12-hour cap,
+    heartbeat deadlines), follow it exactly."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
