@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3  # type: ignore[import-untyped]
+import botocore.config  # type: ignore[import-untyped]
 import orjson
 import pydantic
 import pytest
@@ -639,3 +643,155 @@ def test_hostile_s3_notifications_inside_sns_raise_only_payload_error() -> None:
 )
 def test_hostile_bodies_raise_only_payload_error(body: str) -> None:
     assert_only_payload_errors(body)
+
+
+# --- bodies as AWS services deliver them (moto's SNS and S3, on 127.0.0.1) -----------
+# moto's EventBridge writes an S3 event's "time" as a Unix number where EventBridge
+# writes ISO 8601, so the EventBridge shapes are tested on the documented samples only.
+
+
+@pytest.fixture
+def aws(moto_endpoint: str) -> Callable[[str], Any]:
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=moto_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=botocore.config.Config(s3={"addressing_style": "path"}),
+        )
+
+    return client
+
+
+@pytest.fixture
+def queue(aws: Callable[[str], Any]) -> Iterator[tuple[str, str]]:
+    """A fresh queue's URL and ARN (moto lets SNS and S3 send to it without a policy)."""
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName=f"envelopes-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    try:
+        yield url, arn["QueueArn"]
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def topic(aws: Callable[[str], Any]) -> Iterator[str]:
+    sns_client = aws("sns")
+    arn = sns_client.create_topic(Name=f"envelopes-{uuid.uuid4().hex[:12]}")["TopicArn"]
+    try:
+        yield arn
+    finally:
+        sns_client.delete_topic(TopicArn=arn)
+
+
+@pytest.fixture
+def bucket(aws: Callable[[str], Any]) -> Iterator[str]:
+    s3_client = aws("s3")
+    name = f"envelopes-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        for item in s3_client.list_objects_v2(Bucket=name).get("Contents", []):
+            s3_client.delete_object(Bucket=name, Key=item["Key"])
+        s3_client.delete_bucket(Bucket=name)
+
+
+def received(aws: Callable[[str], Any], url: str, count: int) -> list[str]:
+    """The next ``count`` bodies on the queue, deleted (moto delivers synchronously)."""
+    sqs = aws("sqs")
+    bodies: list[str] = []
+    for _ in range(10):
+        if len(bodies) >= count:
+            break
+        response = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in response.get("Messages", []):
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert len(bodies) == count
+    return bodies
+
+
+def unwrapped_test_event_first(bodies: list[str]) -> list[Unwrapped]:
+    """The s3-unwrapped bodies, the s3:TestEvent first (a standard queue keeps no order)."""
+    return sorted((unwrap("s3", body) for body in bodies), key=lambda u: not u.is_test_event)
+
+
+def test_sns_delivery_with_and_without_raw_delivery(
+    aws: Callable[[str], Any], queue: tuple[str, str], topic: str
+) -> None:
+    url, queue_arn = queue
+    sns_client = aws("sns")
+    subscription = sns_client.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    attributes = {"tenant": {"DataType": "String", "StringValue": "acme"}}
+    order = '{"id": 1, "sku": "A-1"}'
+    sns_client.publish(
+        TopicArn=topic, Message=order, Subject="Order placed", MessageAttributes=attributes
+    )
+    (wrapped,) = received(aws, url, 1)
+    unwrapped = unwrap("sns", wrapped)
+    assert unwrapped.payload(SeamDecoder(Order)) == Order(id=1, sku="A-1")
+    assert isinstance(unwrapped.metadata, SNSMetadata)
+    assert (unwrapped.metadata.topic_arn, unwrapped.metadata.subject) == (topic, "Order placed")
+    assert unwrapped.metadata.message_attributes == {
+        "tenant": SNSMessageAttribute("String", "acme")
+    }
+    assert unwrapped.metadata.timestamp.tzinfo is not None
+
+    sns_client.set_subscription_attributes(
+        SubscriptionArn=subscription["SubscriptionArn"],
+        AttributeName="RawMessageDelivery",
+        AttributeValue="true",
+    )
+    sns_client.publish(TopicArn=topic, Message=order, MessageAttributes=attributes)
+    (raw,) = received(aws, url, 1)
+    assert raw == order
+    unwrapped = unwrap("sns", raw)
+    assert unwrapped.metadata is None
+    assert unwrapped.payload(SeamDecoder(Order)) == Order(id=1, sku="A-1")
+
+
+def test_s3_notifications_sent_to_the_queue(
+    aws: Callable[[str], Any], queue: tuple[str, str], bucket: str
+) -> None:
+    url, queue_arn = queue
+    s3_client = aws("s3")
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3_client.put_object(Bucket=bucket, Key="my folder/café+1.txt", Body=b"hello")
+    test_event, created = unwrapped_test_event_first(received(aws, url, 2))
+    assert test_event.is_test_event
+    assert test_event.records == ()
+    (record,) = created.records
+    assert (record.bucket, record.key, record.size) == (bucket, "my folder/café+1.txt", 5)
+    assert (record.event_name, record.etag) == (
+        "ObjectCreated:Put",
+        hashlib.md5(b"hello").hexdigest(),
+    )
+
+
+def test_s3_notifications_through_sns(
+    aws: Callable[[str], Any], queue: tuple[str, str], topic: str, bucket: str
+) -> None:
+    url, queue_arn = queue
+    aws("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    s3_client = aws("s3")
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3_client.put_object(Bucket=bucket, Key="a%b/ü.txt", Body=b"")
+    test_event, created = unwrapped_test_event_first(received(aws, url, 2))
+    assert test_event.is_test_event
+    assert isinstance(created.metadata, SNSMetadata)
+    assert created.metadata.topic_arn == topic
+    assert [(r.bucket, r.key, r.size) for r in created.records] == [(bucket, "a%b/ü.txt", 0)]
