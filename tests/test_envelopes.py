@@ -715,11 +715,6 @@ def received(aws: Callable[[str], Any], url: str, count: int) -> list[str]:
     return bodies
 
 
-def unwrapped_test_event_first(bodies: list[str]) -> list[Unwrapped]:
-    """The s3-unwrapped bodies, the s3:TestEvent first (a standard queue keeps no order)."""
-    return sorted((unwrap("s3", body) for body in bodies), key=lambda u: not u.is_test_event)
-
-
 def test_sns_delivery_with_and_without_raw_delivery(
     aws: Callable[[str], Any], queue: tuple[str, str], topic: str
 ) -> None:
@@ -754,21 +749,30 @@ def test_sns_delivery_with_and_without_raw_delivery(
     assert unwrapped.payload(SeamDecoder(Order)) == Order(id=1, sku="A-1")
 
 
+def notified(
+    aws: Callable[[str], Any], url: str, bucket: str, config: dict[str, Any], key: str, data: bytes
+) -> tuple[Unwrapped, Unwrapped]:
+    """Configure ``bucket``'s notifications, put one object, and unwrap what reached the
+    queue: the s3:TestEvent and the object's notification."""
+    s3_client = aws("s3")
+    s3_client.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+    test_event, created = sorted(
+        (unwrap("s3", body) for body in received(aws, url, 2)),
+        key=lambda unwrapped: not unwrapped.is_test_event,  # a standard queue keeps no order
+    )
+    assert test_event.is_test_event
+    assert test_event.records == ()
+    return test_event, created
+
+
 def test_s3_notifications_sent_to_the_queue(
     aws: Callable[[str], Any], queue: tuple[str, str], bucket: str
 ) -> None:
     url, queue_arn = queue
-    s3_client = aws("s3")
-    s3_client.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
-        },
-    )
-    s3_client.put_object(Bucket=bucket, Key="my folder/café+1.txt", Body=b"hello")
-    test_event, created = unwrapped_test_event_first(received(aws, url, 2))
-    assert test_event.is_test_event
-    assert test_event.records == ()
+    events = {"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]}
+    _, created = notified(aws, url, bucket, events, "my folder/café+1.txt", b"hello")
+    assert created.metadata is None
     (record,) = created.records
     assert (record.bucket, record.key, record.size) == (bucket, "my folder/café+1.txt", 5)
     assert (record.event_name, record.etag) == (
@@ -782,16 +786,9 @@ def test_s3_notifications_through_sns(
 ) -> None:
     url, queue_arn = queue
     aws("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    s3_client = aws("s3")
-    s3_client.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]
-        },
-    )
-    s3_client.put_object(Bucket=bucket, Key="a%b/ü.txt", Body=b"")
-    test_event, created = unwrapped_test_event_first(received(aws, url, 2))
-    assert test_event.is_test_event
-    assert isinstance(created.metadata, SNSMetadata)
-    assert created.metadata.topic_arn == topic
+    events = {"TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]}
+    test_event, created = notified(aws, url, bucket, events, "a%b/ü.txt", b"")
+    for unwrapped in (test_event, created):
+        assert isinstance(unwrapped.metadata, SNSMetadata)
+        assert unwrapped.metadata.topic_arn == topic
     assert [(r.bucket, r.key, r.size) for r in created.records] == [(bucket, "a%b/ü.txt", 0)]
