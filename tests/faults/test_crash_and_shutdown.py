@@ -402,3 +402,50 @@ def test_t4_a_second_sigterm_cancels_at_once_and_still_hands_back(
     assert run.shutdown_s <= min(slow(2 * 2), T4_FORCED_GRACE_S)  # not the 30 s grace
     figures = run.figures
     assert (figures.dup, figures.lost, figures.dlq, figures.residual) == (0, 0, 0, 0)
+
+
+def test_t5b_no_receive_starts_after_the_stop_begins(
+    queues: FaultQueues, ledger: Ledger, fault_proxy: FaultProxy
+) -> None:
+    # Two 3 s handlers run when the signal comes, leaving two of four slots free: the
+    # stop waits for them, so pollers that went on receiving would poll (1 s long polls)
+    # two or three more times before the exit.
+    handler_s, total = 3.0, 2
+    url = queues.create_with(visibility_timeout_s=STRANDED_S)
+    queues.send_seqs(url, range(total))
+    env = worker_env(
+        fault_proxy.endpoint_url,
+        url,
+        ledger.path,
+        concurrency=4,
+        shutdown_timeout=10,
+        HANDLER_MIN_S=handler_s,
+    )
+
+    def now() -> float:  # on the proxy's clock (Exchange.t)
+        return time.monotonic() - fault_proxy.started
+
+    with start_worker(env) as worker:
+        ledger.wait_for("start", total, timeout_s=30)
+        signalled_at = now()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait_for(r"SIGTERM received: stopping gracefully", timeout_s=10)
+        stopping_at = now()  # the worker has begun its stop by now
+        code = worker.wait()
+        exited_at = now()
+    receives = fault_proxy.exchanges("ReceiveMessage")
+    before = [e for e in receives if e.t < signalled_at]
+    around = [e for e in receives if signalled_at <= e.t <= stopping_at]
+    after = [e for e in receives if e.t > stopping_at]
+    print(
+        f"T5b receives_before_signal={len(before)} between_signal_and_stop_line={len(around)} "
+        f"after_stop={len(after)} stop_to_exit={exited_at - stopping_at:.1f}s "
+        f"handled={len(ledger.ok_counts())}"
+    )
+    assert code == ExitCode.OK, worker.output
+    assert before, "the pollers never polled before the stop"
+    assert [e.t for e in after] == []
+    assert sorted(ledger.ok_counts()) == list(range(total))  # the running handlers finished
+    # The stop lasted at least one long poll more (the handlers' rest): long enough for a
+    # poller that ignored it to show.
+    assert exited_at - stopping_at >= 1.0
