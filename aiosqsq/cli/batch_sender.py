@@ -13,8 +13,7 @@ Each entry is sent until it succeeds or fails once for good: a success is never 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import anyio
@@ -45,11 +44,13 @@ _CONTENT_REFUSALS: Final = frozenset(
 )
 
 
-def pack(entries: Sequence[SendEntry]) -> Iterator[list[SendEntry]]:
-    """Consecutive batches of at most 10 entries and 1 MiB of bodies and attributes.
+def pack(entries: Iterable[SendEntry]) -> Iterator[list[SendEntry]]:
+    """Consecutive batches of at most 10 entries and 1 MiB of bodies and attributes,
+    taken from ``entries`` as they come (one entry ahead of the batch yielded).
 
-    Each batch's entry ids are their positions in it ("0" to "9"); an entry over 1 MiB
-    alone goes in a batch of its own, for SQS to refuse.
+    Entry ids are kept: they must be unique among ``entries`` (SQS takes up to 80 of
+    A-Z, a-z, 0-9, '-' and '_'). An entry over 1 MiB alone goes in a batch of its own, for
+    SQS to refuse.
     """
     batch: list[SendEntry] = []
     size = 0
@@ -58,7 +59,7 @@ def pack(entries: Sequence[SendEntry]) -> Iterator[list[SendEntry]]:
         if batch and (len(batch) == MAX_BATCH_ENTRIES or size + entry_size > MAX_MESSAGE_BYTES):
             yield batch
             batch, size = [], 0
-        batch.append(replace(entry, id=str(len(batch))))
+        batch.append(entry)
         size += entry_size
     if batch:
         yield batch

@@ -1,26 +1,30 @@
 """``aiosqsq send NAME [BODY]`` and ``aiosqsq send NAME --file FILE.jsonl``.
 
 Every line of the file is checked before anything is sent (JSON, SQS's characters and
-size), so a bad line costs nothing but a message naming it. Then the lines go out in
+size: :mod:`aiosqsq.cli.jsonl_file`, which reads it in bounded pieces), so bad lines cost
+nothing but a message naming them. Then the file is read again and its lines go out in
 batches of 10 (:mod:`aiosqsq.cli.batch_sender`), each body exactly as written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
-import orjson
 
-from aiosqsq.backends.base import MAX_DELAY_S, MAX_MESSAGE_BYTES, SendEntry, message_size
-from aiosqsq.backends.limits import message_problem
+from aiosqsq.backends.base import MAX_DELAY_S, SendEntry
+from aiosqsq.cli import jsonl_file
 from aiosqsq.cli.batch_sender import pack, send_batch
 from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, progress_bar, run_operation, shown
+from aiosqsq.control_chars import escape_controls
 from aiosqsq.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from aiosqsq.backends.sqs_admin import SQSAdmin
+
+_BODY_ID = "BODY"  # the entry id of a BODY argument; a line's is its number
 
 
 @dataclass
@@ -31,6 +35,7 @@ class _Tally:
     sent: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)  # (label, SQS's reason)
     done: int = 0  # bodies sent or refused, in order
+    last_done: str = ""  # the label of the last of them
 
 
 @click.command("send", epilog=EXIT_CODES)
@@ -39,7 +44,7 @@ class _Tally:
 @click.option(
     "--file",
     "file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     metavar="FILE.jsonl",
     help="Send every line of this JSON Lines file ('-': standard input), each line as it is; "
     "blank lines are skipped.",
@@ -58,23 +63,52 @@ def send(
     ctx: click.Context,
     name: str,
     body: str | None,
-    file: IO[str] | None,
+    file: BinaryIO | None,
     group_id: str | None,
     delay_s: int,
 ) -> None:
     """Send BODY, exactly as given, to the queue NAME; or with --file, one message per line.
 
     The file's lines are all checked first: a line that is not JSON, or that SQS would
-    refuse for its characters or its size, stops the command before anything is sent.
-    Then they are sent in batches of 10. A line SQS refuses does not stop the others: the
-    summary names each refused line, and the exit status is 1.
+    refuse for its characters or its size, stops the command before anything is sent (the
+    error names the first 20 such lines). Then they are sent in batches of 10. A line SQS
+    refuses does not stop the others: the summary names each refused line, and the exit
+    status is 1.
     """
     if (body is None) == (file is None):
         raise click.UsageError("give a BODY to send, or --file FILE.jsonl (not both)")
-    if body is not None and (problem := _problem(body)) is not None:
-        raise click.BadParameter(f"{problem}: nothing was sent", param_hint="BODY")
-    bodies = {"BODY": body} if body is not None else _read_lines(file)
-    tally = _Tally(total=len(bodies))
+    if body is not None:
+        if (problem := jsonl_file.body_problem(body)) is not None:
+            raise click.BadParameter(f"{problem}: nothing was sent", param_hint="BODY")
+        given = [(_BODY_ID, body)]
+        ctx.exit(_send(name, 1, lambda: iter(given), group_id, delay_s))
+    assert file is not None
+    shown_name = escape_controls(file.name)
+    with jsonl_file.rereadable(file) as stream:
+        try:
+            total = jsonl_file.check(stream, shown_name)
+        except jsonl_file.NotText as exc:
+            raise click.BadParameter(f"{exc}: nothing was sent", param_hint="'--file'") from None
+        except jsonl_file.BadFile as exc:
+            message = "\n  ".join([f"{exc}: nothing was sent", *exc.listed])
+            raise click.BadParameter(message, param_hint="'--file'") from None
+
+        def lines() -> Iterator[tuple[str, str]]:
+            for number, line in jsonl_file.bodies(stream, shown_name, total):
+                yield str(number), line
+
+        ctx.exit(_send(name, total, lines, group_id, delay_s))
+
+
+def _send(
+    name: str,
+    total: int,
+    bodies: Callable[[], Iterator[tuple[str, str]]],
+    group_id: str | None,
+    delay_s: int,
+) -> int:
+    """Send ``bodies()``, (entry id, body) pairs, to the queue ``name``; the exit status."""
+    tally = _Tally(total=total)
 
     async def operation(admin: SQSAdmin) -> int:
         url = await admin.get_queue_url(name)
@@ -85,61 +119,33 @@ def send(
             raise click.UsageError(
                 f"queue {name!r} is a FIFO queue, which takes no per-message --delay"
             )
-        labels = list(bodies)
-        entries = [SendEntry(label, bodies[label], delay_s, {}, group_id) for label in labels]
+        entries = (SendEntry(id, text, delay_s, {}, group_id) for id, text in bodies())
         try:
             with progress_bar() as progress:
-                task = progress.add_task(f"sending to {name}", total=len(entries))
+                task = progress.add_task(f"sending to {name}", total=total)
                 for batch in pack(entries):
-                    batch_labels = labels[tally.done : tally.done + len(batch)]
                     result = await send_batch(admin, url, batch)
                     tally.sent += len(result.successful)
                     for failure in result.failed:
-                        label = batch_labels[int(failure.id)]
-                        tally.refused.append((label, f"{failure.code}: {failure.message}"))
+                        reason = f"{failure.code}: {failure.message}"
+                        tally.refused.append((_label(failure.id), reason))
                     tally.done += len(batch)
+                    tally.last_done = _label(batch[-1].id)
                     progress.advance(task, len(batch))
+        except jsonl_file.BadFile as exc:  # it changed between the check and the sending
+            return fail(str(exc), INCOMPLETE)
         finally:
             if tally.done < tally.total:  # stopped by an error or Ctrl-C: say what is left
                 click.echo(f"sent {tally.sent} of {tally.total} messages to {name}")
-                unsent = shown(labels[tally.done :])
-                click.echo(f"not sent: {unsent}", err=True)
+                after = f" after {tally.last_done}" if tally.last_done else ""
+                click.echo(f"not sent: {count(tally.total - tally.done)}{after}", err=True)
         return _report(tally, name)
 
-    ctx.exit(run_operation(operation))
+    return run_operation(operation)
 
 
-def _read_lines(file: IO[str] | None) -> dict[str, str]:
-    assert file is not None
-    lines: dict[str, str] = {}
-    for number, line in enumerate(file, start=1):
-        text = line.rstrip("\r\n")
-        if not text.strip():
-            continue
-        try:
-            orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            where = f"{file.name} line {number}, column {exc.colno}"
-            raise _bad_file(f"{where}, is not JSON ({exc.msg})") from None
-        if (problem := _problem(text)) is not None:
-            raise _bad_file(f"{file.name} line {number} cannot be sent: {problem}")
-        lines[f"line {number}"] = text
-    if not lines:
-        raise _bad_file(f"{file.name} has no lines to send")
-    return lines
-
-
-def _problem(text: str) -> str | None:
-    """Why SQS would refuse this body whatever the queue, or None."""
-    size = message_size(text, {})
-    if size > MAX_MESSAGE_BYTES:
-        return f"it is {size} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}"
-    found = message_problem(text, {})
-    return None if found is None else f"{found[0]}: {found[1]}"
-
-
-def _bad_file(message: str) -> click.BadParameter:
-    return click.BadParameter(f"{message}: nothing was sent", param_hint="'--file'")
+def _label(entry_id: str) -> str:
+    return entry_id if entry_id == _BODY_ID else f"line {entry_id}"
 
 
 def _report(tally: _Tally, name: str) -> int:

@@ -133,3 +133,65 @@ def test_a_fifo_queue_needs_a_group_id(moto_queues: MotoQueues, sqs_env: dict[st
     assert sent.returncode == ExitCode.OK, sent.stderr
     (message,) = moto_queues.receive_all(url)
     assert (message.body, message.group_id) == ("hello", "g1")
+
+
+def test_a_binary_file_sends_nothing_and_says_so_in_one_line(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    url = moto_queues.create()
+    Path("image.png").write_bytes(b'{"id": 1}\n\x89PNG\r\n\x1a\n' + bytes(range(256)) * 40)
+    Path("zeros").write_bytes(b"\0" * 3_000_000)  # /dev/zero's first 3 MB, one "line"
+    for path, problem in [
+        ("image.png", "line 2 is not UTF-8 text (invalid start byte)"),
+        ("zeros", "line 1 holds a NUL byte"),
+    ]:
+        result = run_cli("send", _name(url), "--file", path, env=sqs_env)
+        assert result.returncode == ExitCode.USAGE
+        assert result.stderr == (
+            f"{USAGE}Error: Invalid value for '--file': {path} {problem}: it is not a JSON "
+            "Lines file: nothing was sent\n"
+        )
+    assert moto_queues.depth(url).visible == 0
+
+
+def test_every_bad_line_is_named_up_to_twenty_and_nothing_is_sent(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    url = moto_queues.create()
+    lines = ['{"id": 1}', json.dumps("x" * 3_000_000), '"ok"']  # line 2: 3 MB, never loaded
+    lines += [f'{{"id": {i},}}' for i in range(24)]  # lines 4 to 27: trailing commas
+    Path("orders.jsonl").write_text("\n".join(lines) + "\n")
+    result = run_cli("send", _name(url), "--file", "orders.jsonl", env=sqs_env)
+    assert result.returncode == ExitCode.USAGE
+    listed = [
+        "  line 2 cannot be sent: it is 3000002 bytes, over SQS's limit of 1048576",
+        *[
+            f"  line {n}, column {8 + len(str(n - 4))}, is not JSON (trailing comma is not allowed)"
+            for n in range(4, 23)
+        ],
+        "  ... and 5 more",
+    ]
+    assert result.stderr.splitlines()[3:] == [
+        "Error: Invalid value for '--file': 25 lines of orders.jsonl cannot be sent: nothing "
+        "was sent",
+        *listed,
+    ]
+    assert moto_queues.depth(url).visible == 0
+
+
+def test_standard_input_is_checked_then_sent(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    url = moto_queues.create()
+    lines = [json.dumps({"id": i}) for i in range(12)]
+    result = run_cli(
+        "send", _name(url), "--file", "-", env=sqs_env, stdin_text="\n".join(lines) + "\n"
+    )
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stdout == f"sent 12 messages to {_name(url)}\n"
+    assert _bodies(moto_queues, url) == sorted(lines)
+    bad = run_cli("send", _name(url), "--file", "-", env=sqs_env, stdin_text='{"id": 1}\n{\n')
+    assert bad.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--file': <stdin> line 2, column 2, is not JSON (unexpected "
+        "end of data): nothing was sent"
+    )
