@@ -61,7 +61,7 @@ class QueueSettings(BaseSettings):
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
-    sqs_transport: Transport = "botocore"
+    sqs_transport: Transport = "lean"
 
     concurrency: int = Field(default=10, ge=1, le=10_000)
     pollers: int | None = Field(default=None, ge=1, le=64)
@@ -106,10 +106,12 @@ class QueueSettings(BaseSettings):
         return self.sqs_queue_url or "default"
 
     def pollers_for(self, concurrency: int) -> int:
-        """Pollers for a handler: QUEUE_POLLERS, else one per 10 slots, at most 4."""
+        """Pollers for a handler: QUEUE_POLLERS, else one per full batch of 10 slots (at
+        least 1, at most 4): more pollers than full batches fit in the slots would split
+        the free slots between them, and each receive would ask for fewer than 10."""
         if self.pollers is not None:
             return self.pollers
-        return max(1, min(4, -(-concurrency // 10)))
+        return max(1, min(4, concurrency // 10))
 
 
 def _describe(exc: ValidationError) -> str:

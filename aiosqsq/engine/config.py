@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from aiosqsq.backends.base import MAX_RECEIVE_MESSAGES
 
+#: How long a receive may wait for a full batch of free slots (see ConsumerConfig).
+DEFAULT_FILL_WAIT_S = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
@@ -22,7 +25,7 @@ class ConsumerConfig:
     retry_max_delay_s: float = 900.0
     # A receive waits up to this long for a full batch of free slots while handlers keep
     # finishing (see aiosqsq.engine.slots): fewer, fuller receives at saturation.
-    fill_wait_s: float = 0.05
+    fill_wait_s: float = DEFAULT_FILL_WAIT_S
 
     @property
     def batch_size(self) -> int:

@@ -121,15 +121,27 @@ class Pollers:
             await self._registry.wait_empty()
 
     async def _reserve(self, most: int) -> int:
-        """Reserve slots for one receive, within the hold limit; 0 once stopping."""
-        reserved = await self._slots.reserve(most, fill_wait_s=self._config.fill_wait_s)
+        """Reserve slots for one receive, within the hold limit; 0 once stopping.
+
+        Like the slots' fill wait: when the hold limit leaves room for only part of the
+        reservation (messages awaiting their delete), wait up to ``fill_wait_s`` for the
+        acker to free more before receiving fewer.
+        """
+        fill_wait_s = self._config.fill_wait_s
+        reserved = await self._slots.reserve(most, fill_wait_s=fill_wait_s)
+        deadline = anyio.current_time() + fill_wait_s
         while reserved and not self._stopping.is_set():
             room = self._hold_limit - len(self._registry) - self._reserved
-            if room > 0:
+            left_s = deadline - anyio.current_time()
+            if room >= reserved or (room > 0 and left_s <= 0):
                 self._slots.release(max(0, reserved - room))
                 reserved = min(reserved, room)
                 self._reserved += reserved
                 return reserved
-            await self._registry.wait_shrunk()
+            if room > 0:
+                with anyio.move_on_after(left_s):
+                    await self._registry.wait_shrunk()
+            else:
+                await self._registry.wait_shrunk()
         self._slots.release(reserved)
         return 0

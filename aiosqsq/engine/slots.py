@@ -43,7 +43,7 @@ class Slots:
         return taken
 
     async def _wait_for_more(self, most: int, fill_wait_s: float) -> None:
-        gap_s = fill_wait_s / 10
+        gap_s = fill_wait_s / 2
         with anyio.move_on_after(fill_wait_s):
             while self.free < most and not self._closed:
                 with anyio.move_on_after(gap_s) as gap:
