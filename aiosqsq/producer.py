@@ -16,12 +16,12 @@ import anyio.lowlevel
 
 from aiosqsq.backends.base import (
     MAX_BATCH_ENTRIES,
-    MAX_MESSAGE_BYTES,
     BatchResult,
     QueueBackend,
     SendEntry,
     message_size,
 )
+from aiosqsq.backends.limits import batch_has_room
 from aiosqsq.errors import BackendError
 
 _RETRIES = 3  # per entry, for failures SQS marks as not the sender's fault
@@ -64,7 +64,7 @@ class Producer:
     async def _send_once(self, queue_url: str, entry: SendEntry) -> str:
         size = message_size(entry.body, entry.message_attributes)
         batch = self._open.get(queue_url)
-        leader = batch is None or batch.size + size > MAX_MESSAGE_BYTES
+        leader = batch is None or not batch_has_room(len(batch.entries), batch.size, size)
         if leader:
             if batch is not None:
                 batch.full.set()  # let the current leader go now
@@ -98,6 +98,8 @@ class Producer:
                     batch.result = await self._backend.send_batch(queue_url, batch.entries)
                 finally:
                     self._on_the_wire[queue_url] -= 1
+                    if not self._on_the_wire[queue_url]:
+                        del self._on_the_wire[queue_url]  # one key per busy queue only
             except Exception as exc:
                 batch.error = exc
             finally:

@@ -7,6 +7,7 @@ checked before anything is sent. :class:`~aiosqsq.App` is built on the same serv
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,6 +25,7 @@ from aiosqsq.backends.base import (
     VisibilityEntry,
     message_size,
 )
+from aiosqsq.backends.limits import pack
 from aiosqsq.codec import encode
 from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
 from aiosqsq.producer import Producer
@@ -32,6 +34,7 @@ from aiosqsq.settings import QueueSettings
 # Queues the memory backend creates on first use get a dead-letter queue, as a
 # well-configured SQS queue has; 5 receives is AWS's usual advice for maxReceiveCount.
 MEMORY_MAX_RECEIVE_COUNT = 5
+_MAX_CACHED_URLS = 1024  # queue name -> URL lookups kept (GetQueueUrl saved)
 
 
 class QueueService:
@@ -85,8 +88,13 @@ class QueueService:
                 if self.settings.backend != "memory":
                     raise
                 url = await self._create_memory_queue(name)
-            self._urls[name] = url
+            self._remember(name, url)
         return url
+
+    def _remember(self, name: str, url: str) -> None:
+        if len(self._urls) >= _MAX_CACHED_URLS:  # a producer to ever new queues stays bounded
+            del self._urls[next(iter(self._urls))]
+        self._urls[name] = url
 
     async def queue_info(self, queue: str | None = None) -> QueueInfo:
         """The attributes of ``queue`` (a name or URL; None: the default queue).
@@ -98,7 +106,7 @@ class QueueService:
         name = queue or self.settings.default_queue
         if name not in self._urls and self.settings.backend != "memory" and _is_url(name):
             info = await self.backend.get_queue_info(name)
-            self._urls[name] = name
+            self._remember(name, name)
             return info
         return await self.backend.get_queue_info(await self.queue_url(queue))
 
@@ -145,19 +153,21 @@ class QueueService:
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
     ) -> list[str]:
-        """Send many messages in batches of 10; return their MessageIds in order.
+        """Send many messages in batches of up to 10 entries and 1 MiB; return their
+        MessageIds in order.
 
         Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before sending anything if
         one body is over 1 MiB, and :class:`~aiosqsq.errors.BackendError` naming the
         first entry SQS refused.
         """
-        entries = [  # ids are positional within each batch of 10, SQS's cap
-            build_send_entry(str(i % 10), payload, delay_s, attributes, group_id, None)
-            for i, payload in enumerate(payloads)
+        entries = [
+            build_send_entry("0", payload, delay_s, attributes, group_id, None)
+            for payload in payloads
         ]
         ids: list[str] = []
-        for start in range(0, len(entries), 10):
-            ids.extend(await self._send(queue, entries[start : start + 10]))
+        for batch in pack(entries):  # 10 entries and 1 MiB per request, SQS's caps
+            positional = [replace(entry, id=str(i)) for i, entry in enumerate(batch)]
+            ids.extend(await self._send(queue, positional))
         return ids
 
     async def _send(self, queue: str | None, entries: list[SendEntry]) -> list[str]:

@@ -66,3 +66,15 @@ async def test_enqueue_batch_keeps_order_past_ten(service: QueueService) -> None
     while batch := await service.dequeue(max_messages=10):
         received.extend(batch)
     assert [m.message_id for m in received] == ids
+
+
+async def test_enqueue_batch_splits_by_size_as_well_as_by_count(service: QueueService) -> None:
+    """Ten bodies of 200 kB are 2 MB: more than one request, however many entries."""
+    bodies = [f"{i}" + "x" * 200_000 for i in range(10)]
+    ids = await service.enqueue_batch(bodies)
+    assert len(set(ids)) == 10
+    received = []
+    while batch := await service.dequeue(max_messages=10):
+        received.extend(batch)
+    assert sorted(m.body for m in received) == sorted(bodies)
+

@@ -14,7 +14,7 @@ applies them as it does, and the SQS backend leaves them to SQS.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 from aiosqsq.backends.base import (
@@ -65,6 +65,34 @@ def check_batch(
                 f"{operation}: entry id {entry.id!r} is repeated; ids must be unique per request",
             )
         seen.add(entry.id)
+
+
+def batch_has_room(count: int, size: int, entry_size: int) -> bool:
+    """Whether an entry of ``entry_size`` bytes (body and attributes) still fits in a
+    ``SendMessageBatch`` that holds ``count`` entries of ``size`` bytes: SQS caps a batch at
+    10 entries and 1 MiB in all."""
+    return count < MAX_BATCH_ENTRIES and size + entry_size <= MAX_MESSAGE_BYTES
+
+
+def pack(entries: Iterable[SendEntry]) -> Iterator[list[SendEntry]]:
+    """Consecutive batches of at most 10 entries and 1 MiB of bodies and attributes,
+    taken from ``entries`` as they come (one entry ahead of the batch yielded).
+
+    Entry ids are kept: they must be unique within each batch (SQS takes up to 80 of
+    A-Z, a-z, 0-9, '-' and '_'). An entry over 1 MiB alone goes in a batch of its own, for
+    SQS to refuse.
+    """
+    batch: list[SendEntry] = []
+    size = 0
+    for entry in entries:
+        entry_size = message_size(entry.body, entry.message_attributes)
+        if batch and not batch_has_room(len(batch), size, entry_size):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_size
+    if batch:
+        yield batch
 
 
 def check_send_batch(entries: Sequence[SendEntry]) -> None:

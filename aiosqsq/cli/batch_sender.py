@@ -1,7 +1,8 @@
 """Send many messages in batches without losing track of any: which were sent, which SQS
 refused, and why. Used by ``aiosqsq send --file`` and by the copying ``dlq redrive``.
 
-* :func:`pack` groups entries into batches of at most 10 entries and 1 MiB, SQS's caps.
+* :func:`pack` (from :mod:`aiosqsq.backends.limits`) groups entries into batches of at
+  most 10 entries and 1 MiB, SQS's caps: the one packing rule the producer shares.
 * :func:`send_batch` sends one batch. Entries SQS fails for a reason of its own (not the
   sender's fault) are sent again, up to :data:`ENTRY_ATTEMPTS` times in all. When SQS
   refuses a whole batch for the content of one of its messages (some servers refuse the
@@ -13,19 +14,16 @@ Each entry is sent until it succeeds or fails once for good: a success is never 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import anyio
 
 from aiosqsq.backends.base import (
-    MAX_BATCH_ENTRIES,
-    MAX_MESSAGE_BYTES,
     BatchFailure,
     BatchResult,
     QueueBackend,
     SendEntry,
-    message_size,
 )
 from aiosqsq.backends.limits import CODE_PREFIX
 from aiosqsq.errors import BackendError, QueueNotFoundError
@@ -42,27 +40,6 @@ _CONTENT_REFUSALS: Final = frozenset(
         "BatchRequestTooLong",
     }
 )
-
-
-def pack(entries: Iterable[SendEntry]) -> Iterator[list[SendEntry]]:
-    """Consecutive batches of at most 10 entries and 1 MiB of bodies and attributes,
-    taken from ``entries`` as they come (one entry ahead of the batch yielded).
-
-    Entry ids are kept: they must be unique among ``entries`` (SQS takes up to 80 of
-    A-Z, a-z, 0-9, '-' and '_'). An entry over 1 MiB alone goes in a batch of its own, for
-    SQS to refuse.
-    """
-    batch: list[SendEntry] = []
-    size = 0
-    for entry in entries:
-        entry_size = message_size(entry.body, entry.message_attributes)
-        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + entry_size > MAX_MESSAGE_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += entry_size
-    if batch:
-        yield batch
 
 
 async def send_batch(

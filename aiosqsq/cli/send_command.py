@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, BinaryIO
 import click
 
 from aiosqsq.backends.base import MAX_DELAY_S, SendEntry
+from aiosqsq.backends.limits import pack
 from aiosqsq.cli import jsonl_file
-from aiosqsq.cli.batch_sender import pack, send_batch
+from aiosqsq.cli.batch_sender import send_batch
 from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, progress_bar, run_operation, shown
 from aiosqsq.control_chars import escape_controls
 from aiosqsq.exit_codes import ExitCode
