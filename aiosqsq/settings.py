@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
@@ -77,6 +77,13 @@ class QueueSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc)) from None
+
+    @field_validator(*sorted(_SECRETS), mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty key or token is none: ``QUEUE_AWS_SESSION_TOKEN=`` in the environment
+        hides a token in ``.env`` (what ``run --local`` does)."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _required_for_backend(self) -> QueueSettings:

@@ -121,3 +121,13 @@ def test_env_example_lists_every_variable() -> None:
         if isinstance(param, click.Option) and isinstance(param.envvar, str)
     }
     assert listed == expected
+
+
+def test_an_empty_secret_in_the_environment_hides_the_one_in_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("QUEUE_AWS_SESSION_TOKEN=from-dotenv\n")
+    assert QueueSettings().aws_session_token is not None
+    monkeypatch.setenv("QUEUE_AWS_SESSION_TOKEN", "")
+    assert QueueSettings().aws_session_token is None

@@ -71,14 +71,15 @@ def _point_environment_at(endpoint_url: str) -> None:
             "QUEUE_SQS_ENDPOINT_URL": endpoint_url,
             "QUEUE_SQS_QUEUE_URL": _name(default_queue),
             "QUEUE_AWS_REGION": "us-east-1",
-            # The emulator's keys (moto takes any): the developer's own are never sent to it.
+            # The emulator's keys (moto takes any): the developer's own, from the environment
+            # or .env, are never sent to it (an empty variable here hides one in .env).
             "QUEUE_AWS_ACCESS_KEY_ID": "aiosqsq-local",
             "QUEUE_AWS_SECRET_ACCESS_KEY": "aiosqsq-local",
+            "QUEUE_AWS_SESSION_TOKEN": "",
             # The workers of --workers and --reload use this server, not one of their own.
             "QUEUE_LOCAL": "false",
         }
     )
-    os.environ.pop("QUEUE_AWS_SESSION_TOKEN", None)
 
 
 def _name(queue: str) -> str:

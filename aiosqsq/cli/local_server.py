@@ -14,6 +14,10 @@ whose visibility timeout or delay ran out are seen promptly.
 
 ``busy_groups_in_flight_only()`` mends moto's FIFO group blocking (its docstring says how).
 
+``LoopbackOnly`` keeps the server to what a run needs: any web page open on this machine
+can send requests to 127.0.0.1, so moto's own API (``/moto-api/``: reset, state), requests
+for another Host and the CORS headers that would let a page read the answers are refused.
+
 The test suite's server (tests/moto_server.py) serves the same two pieces with a keep-alive
 WSGI server in a child process.
 """
@@ -111,6 +115,46 @@ def moto_app() -> WsgiApp:
     return app
 
 
+class LoopbackOnly:
+    """WSGI middleware for a server on 127.0.0.1 that serves SQS and nothing else.
+
+    * ``/moto-api/`` (moto's own API: reset, state, seeding) is refused with 403;
+    * so is a request whose Host header is not ``authority`` (``127.0.0.1:<port>``, the
+      address served): a web page whose domain was made to resolve to 127.0.0.1 (DNS
+      rebinding) sends its own domain;
+    * no ``Access-Control-*`` header goes out (moto sends ``Access-Control-Allow-Origin``
+      for any origin), so a browser shows no web page what the server answers.
+    """
+
+    def __init__(self, app: WsgiApp, authority: str) -> None:
+        self._app = app
+        self.authority = authority
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if path.startswith("/moto-api"):
+            return _forbidden(start_response, "only SQS is served here")
+        if environ.get("HTTP_HOST") != self.authority:
+            return _forbidden(start_response, f"this server answers to Host: {self.authority}")
+
+        def without_cors(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            return start_response(status, kept, *args)
+
+        return self._app(environ, without_cors)
+
+
+def _forbidden(start_response: Callable[..., Any], reason: str) -> list[bytes]:
+    body = f"403 Forbidden: {reason}\n".encode()
+    start_response(
+        "403 Forbidden",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
 class LocalSQS:
     """moto's SQS-compatible server on 127.0.0.1 (a port the kernel picks), requests
     serialised, serving from a daemon thread until ``stop()``."""
@@ -122,12 +166,14 @@ class LocalSQS:
 
         wait_on_lock()
         busy_groups_in_flight_only()
+        guarded = LoopbackOnly(Serialised(app), authority="")
         # Bound here, not in the thread: a failure to bind raises now instead of hanging.
         self._server: Any = make_server(
-            HOST, 0, Serialised(app), threaded=True, request_handler=MotoRequestHandler
+            HOST, 0, guarded, threaded=True, request_handler=MotoRequestHandler
         )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
-        self.endpoint_url = f"http://{HOST}:{self._server.server_port}"
+        guarded.authority = f"{HOST}:{self._server.server_port}"  # the port is known now
+        self.endpoint_url = f"http://{guarded.authority}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aiosqsq-local-sqs", daemon=True
         )

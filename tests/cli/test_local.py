@@ -3,6 +3,8 @@ AWS settings at all; every worker uses the one server; the server stops with the
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import signal
 import urllib.error
@@ -107,3 +109,83 @@ def test_local_refuses_an_app_with_settings_in_code() -> None:
         "it with App(), which reads the QUEUE_* variables that --local sets"
     ]
     assert lines[-1].message == "local SQS server stopped: its queues and messages are gone"
+
+
+CREDENTIALS_APP = """\
+import json
+
+from aiosqsq import App
+
+app = App()
+secrets = [app.settings.aws_access_key_id, app.settings.aws_secret_access_key,
+           app.settings.aws_session_token]
+with open("credentials.jsonl", "a") as seen:
+    seen.write(json.dumps([s and s.get_secret_value() for s in secrets]) + "\\n")
+
+
+@app.handler()
+async def handle(payload: str) -> None:
+    pass
+"""
+REAL = ("AKIAREALKEYID0000000", "RealSecretKey/0123456789+abcdefGHIJKLMNO", "RealSessionToken0123")
+
+
+@pytest.mark.parametrize("where", [".env", "environment"])
+def test_local_never_hands_the_developers_credentials_to_the_emulator(where: str) -> None:
+    Path("creds.py").write_text(CREDENTIALS_APP)
+    names = ("QUEUE_AWS_ACCESS_KEY_ID", "QUEUE_AWS_SECRET_ACCESS_KEY", "QUEUE_AWS_SESSION_TOKEN")
+    real = dict(zip(names, REAL, strict=True))
+    env: dict[str, str] = {}
+    if where == ".env":
+        Path(".env").write_text("".join(f"{k}={v}\n" for k, v in real.items()))
+    else:
+        env = real
+    result = run_cli("run", "creds:app", "--local", "--workers", "2", "--burst", env=env)
+    assert result.returncode == ExitCode.OK, result.stderr
+    seen = [json.loads(line) for line in Path("credentials.jsonl").read_text().splitlines()]
+    assert seen == [["aiosqsq-local", "aiosqsq-local", None]] * 3  # the supervisor, 2 workers
+    assert not [secret for secret in REAL if secret in result.stderr]
+
+
+def _request(
+    endpoint: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    host, port = endpoint.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=b"{}", headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_local_server_answers_sqs_calls_to_its_own_address_only() -> None:
+    # What a web page open on this machine could send to it: moto's own API (reset), an
+    # SQS call from its own domain resolved to 127.0.0.1 (DNS rebinding), a CORS read.
+    list_queues = {
+        "X-Amz-Target": "AmazonSQS.ListQueues",
+        "Content-Type": "application/x-amz-json-1.0",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=aiosqsq-local/20260101/us-east-1/sqs/"
+        "aws4_request, SignedHeaders=host, Signature=00",
+        "Origin": "http://evil.example",
+    }
+    with CliProcess("run", "memapp:app", "--local") as run:
+        run.wait_for(r"aiosqsq: consuming default with memapp\.handle")
+        endpoint = _endpoint(run.records())
+        port = endpoint.rsplit(":", 1)[1]
+        status, headers, body = _request(endpoint, "/", list_queues)
+        queues = sorted(url.rsplit("/", 1)[1] for url in json.loads(body)["QueueUrls"])
+        assert (status, queues) == (200, ["default", "default-dlq"])
+        assert not [name for name in headers if name.lower().startswith("access-control-")]
+        for path, extra in [
+            ("/moto-api/reset", {}),
+            ("/moto-api/seed?a=42", {}),
+            ("/", {"Host": f"evil.example:{port}"}),
+            ("/", {"Host": f"localhost:{port}"}),
+        ]:
+            status, headers, _ = _request(endpoint, path, {**list_queues, **extra})
+            assert status == 403, (path, extra)
+            assert "Access-Control-Allow-Origin" not in headers
+        run.send_signal(signal.SIGTERM)
+        assert run.wait() == ExitCode.OK
