@@ -1,14 +1,20 @@
-"""Secrets out of text and log lines: key ids, session tokens, signatures, long tokens.
+"""Secrets out of text and log lines: key ids, session tokens, signatures, long tokens,
+credentials in URLs.
 
 :func:`scrub` masks them in a string (server messages, exception text);
 :func:`install_log_redaction` puts the same masking on the AWS SDK's and its HTTP
 libraries' loggers, whose DEBUG wire logs quote headers and signed requests. Pure text
 work: this module imports no AWS library, the SQS backend installs it when it builds its
 client.
+
+A long token (a secret key, a session token, a receipt handle) is replaced whole, its first
+characters too, by ``***#`` and 8 hex digits of its SHA-256: two log lines about the same
+receipt handle still show the same mark, and nothing of the token can be read back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Final
@@ -22,7 +28,12 @@ _SCRUBBERS: Final = (
         re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.IGNORECASE),
         r"\1***",
     ),
-    # access key ids, wherever they appear
+    # user:password@ in any URL (https://, redis://, amqp://, ...), a password with '/' too
+    (
+        re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)(?:[^\s/?#@'\"]+|[^\s:/?#@'\"]*:[^\s@'\"]+)@"),
+        r"\1***@",
+    ),
+    # access key ids, wherever they appear: the 4-letter prefix (the kind of key) is kept
     (
         re.compile(r"\b(A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{12,}\b"),
         r"\1***",
@@ -31,7 +42,7 @@ _SCRUBBERS: Final = (
 # anything long and token-like (secret keys are 40 characters, tokens and receipt handles
 # longer), outside the scheme, host and path of a URL: queue URLs stay readable (a path
 # carries no secret; a query string can, and is scrubbed)
-_LONG_TOKEN: Final = re.compile(r"[A-Za-z0-9+/=_-]{40,}")
+_LONG_TOKEN: Final = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")  # "=": base64's padding
 _URL_UP_TO_QUERY: Final = re.compile(r"https?://[^\s/?#'\"]+[^\s?#'\"]*")
 
 
@@ -41,15 +52,15 @@ def scrub(text: str) -> str:
         text = pattern.sub(replacement, text)
     kept, start = [], 0
     for url in _URL_UP_TO_QUERY.finditer(text):
-        kept += [_LONG_TOKEN.sub(_shorten, text[start : url.start()]), url.group(0)]
+        kept += [_LONG_TOKEN.sub(_mask, text[start : url.start()]), url.group(0)]
         start = url.end()
-    kept.append(_LONG_TOKEN.sub(_shorten, text[start:]))
+    kept.append(_LONG_TOKEN.sub(_mask, text[start:]))
     return "".join(kept)
 
 
-def _shorten(token: re.Match[str]) -> str:
-    """A short prefix: enough to tell receipt handles apart in a log."""
-    return f"{token.group(0)[:8]}…"
+def _mask(token: re.Match[str]) -> str:
+    """``***#`` and a short digest: enough to tell receipt handles apart in a log."""
+    return f"***#{hashlib.sha256(token.group(0).encode()).hexdigest()[:8]}"
 
 
 class _RedactingFilter(logging.Filter):

@@ -38,7 +38,39 @@ def test_scrub_keeps_queue_urls_readable_and_masks_their_query_strings() -> None
 
     _assert_no_secret(scrubbed)
     assert scrubbed.startswith(f"queue '{url}' refused; presigned {url}?token=")
-    assert scrubbed.count("…") == 2  # both secrets masked, the URLs not
+    assert scrubbed.count("***#") == 2  # both secrets masked, the URLs not
+
+
+def test_scrub_masks_long_tokens_whole_with_a_mark_that_tells_them_apart() -> None:
+    handle_a, handle_b = "AQEB" + "a" * 60, "AQEB" + "b" * 60
+    session = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD" + "x" * 200
+    text = f"secret {SECRET} session {session} handles {handle_a} {handle_b} {handle_a}"
+
+    scrubbed = scrub(text)
+
+    for token in (SECRET, session, handle_a):
+        assert token[:6] not in scrubbed  # not even the first characters
+    words = scrubbed.split()
+    marks = [words[1], words[3], *words[5:]]
+    assert [mark[:4] for mark in marks] == ["***#"] * 5
+    assert marks[2] == marks[4] != marks[3]  # the same handle, the same mark
+
+
+def test_scrub_masks_credentials_in_urls_and_keeps_the_host() -> None:
+    text = (
+        f"proxy https://{KEY_ID}:{SECRET}@proxy.example:3128/x cache "
+        "redis://default:hunter2@cache:6379/0 broker amqp://guest:guest@rabbit// "
+        "mail ops@example.com"
+    )
+
+    scrubbed = scrub(text)
+
+    _assert_no_secret(scrubbed)
+    assert "hunter2" not in scrubbed
+    assert scrubbed == (
+        "proxy https://***@proxy.example:3128/x cache redis://***@cache:6379/0 broker "
+        "amqp://***@rabbit// mail ops@example.com"
+    )
 
 
 def test_installed_filter_masks_wire_log_records() -> None:

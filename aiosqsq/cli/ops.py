@@ -22,9 +22,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from aiosqsq.control_chars import escape_controls
 from aiosqsq.errors import BackendError, ConfigurationError
 from aiosqsq.exit_codes import ExitCode
 from aiosqsq.logconfig import configure_logging
+from aiosqsq.redaction import scrub
 from aiosqsq.settings import QueueSettings
 
 if TYPE_CHECKING:
@@ -103,8 +105,11 @@ def run_operation(
 
 
 def fail(message: str, code: int) -> int:
-    """Print ``Error: message`` on standard error and return ``code``."""
-    click.echo(f"Error: {message}", err=True)
+    """Print ``Error: message`` on standard error and return ``code``.
+
+    ``message`` may quote a server's answer or a setting: secrets in it are masked
+    (:func:`~aiosqsq.redaction.scrub`) and control characters escaped."""
+    click.echo(f"Error: {escape_controls(scrub(message))}", err=True)
     return code
 
 
