@@ -3,7 +3,11 @@ operator commands (``queues``, ``send``, ``dlq``: see :mod:`aiosqsq.cli.ops`), r
 
 Every option is also a ``QUEUE_*`` variable (``--log-format`` is ``QUEUE_LOG_FORMAT``): a
 flag wins over the environment, which wins over ``.env`` in the current directory. Each
-option is declared once, by :func:`_option`.
+option is declared once, by :func:`_option`. Except three: ``.env`` may not set
+``QUEUE_APP_DIR``, ``QUEUE_LOCAL`` or ``QUEUE_WIRE_DEBUG``, which change what code runs or
+what is logged. A file in the working directory (a cloned repository's, say) is not trusted
+with that: it takes a flag or the real environment, and a ``.env`` that sets one is ignored
+for it, with a warning naming it.
 
 The options that are settings (``--concurrency``, ``--shutdown-timeout``) reach the app by
 being written into the environment as their ``QUEUE_*`` variable before the app's module is
@@ -19,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from dotenv import dotenv_values
@@ -28,7 +32,7 @@ from aiosqsq.cli.dlq import dlq
 from aiosqsq.cli.local import run_locally
 from aiosqsq.cli.queues import queues
 from aiosqsq.cli.send_command import send
-from aiosqsq.cli.worker import SUPERVISED_ENV, logger, run_worker, version_text
+from aiosqsq.cli.worker import DOTENV, SUPERVISED_ENV, logger, run_worker, version_text
 from aiosqsq.errors import ConfigurationError
 from aiosqsq.exit_codes import ExitCode
 from aiosqsq.importer import Target, parse_target
@@ -43,6 +47,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 STOP_MARGIN_S = 10.0
 
 _SETTINGS: set[str] = set()  # options that are QueueSettings fields
+# The command's own options that .env may not set (see the module docstring).
+_NOT_FROM_DOTENV: Final = frozenset({"app_dir", "local", "wire_debug"})
 
 
 def _option(name: str, *, setting: bool = False, **kwargs: Any) -> Callable[[F], F]:
@@ -181,6 +187,16 @@ def run(
         )
     _export(ctx)
     configure_logging(log_level, "json" if log_format == "json" else "text", wire_debug=wire_debug)
+    if os.environ.get(SUPERVISED_ENV) != "1":  # a supervisor's workers: it has said so
+        for variable, flag in _refused_in_dotenv():
+            logger.warning(
+                "%s sets %s: ignored, as a .env file may not choose what code runs or what is "
+                "logged; pass %s, or set %s in the environment",
+                os.path.abspath(DOTENV),
+                variable,
+                flag,
+                variable,
+            )
 
     def start() -> int:
         if reload or workers > 1:
@@ -212,15 +228,33 @@ def _export(ctx: click.Context) -> None:
 
 
 def _dotenv_defaults() -> dict[str, str]:
-    """The command's own options found in ``.env``: below the environment, above defaults."""
-    values = dotenv_values(".env") if os.path.isfile(".env") else {}
-    defaults = {}
+    """The command's own options found in ``.env``: below the environment, above defaults
+    (but none of :data:`_NOT_FROM_DOTENV`)."""
+    return {
+        param.name: value
+        for param, value in _options_in_dotenv()
+        if param.name not in _NOT_FROM_DOTENV
+    }
+
+
+def _refused_in_dotenv() -> list[tuple[str, str]]:
+    """(variable, flag) of each option ``.env`` sets but may not."""
+    return [
+        (str(param.envvar), param.opts[0])
+        for param, _ in _options_in_dotenv()
+        if param.name in _NOT_FROM_DOTENV
+    ]
+
+
+def _options_in_dotenv() -> list[tuple[click.Option, str]]:
+    values = dotenv_values(DOTENV) if os.path.isfile(DOTENV) else {}
+    found = []
     for param in run.params:
         if isinstance(param, click.Option) and isinstance(param.envvar, str) and param.name:
             value = values.get(param.envvar)
             if value is not None:
-                defaults[param.name] = value
-    return defaults
+                found.append((param, value))
+    return found
 
 
 def _supervise(target: Target, workers: int, *, burst: bool, reload_dir: str | None) -> int:

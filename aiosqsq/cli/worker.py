@@ -27,6 +27,7 @@ from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import AppLoadError, Target, load_app
 
 SUPERVISED_ENV = "AIOSQSQ_SUPERVISED"
+DOTENV = ".env"  # in the working directory, as QueueSettings reads it
 _STDIN_FD = 0
 
 logger = logging.getLogger("aiosqsq.cli")
@@ -36,6 +37,8 @@ def run_worker(target: Target, *, app_dir: str, factory: bool, burst: bool) -> E
     """Load ``target`` and run it in this process until it stops; never raises."""
     if os.environ.get(SUPERVISED_ENV) == "1":
         threading.Thread(target=_stop_when_stdin_closes, daemon=True).start()
+    if os.path.isfile(DOTENV):  # QueueSettings reads it: say which one
+        logger.info("QUEUE_* settings also read from %s", os.path.abspath(DOTENV))
     try:
         with _sigterm_interrupts():
             app = load_app(target, app_dir=app_dir, factory=factory)

@@ -112,3 +112,42 @@ def test_a_signal_stops_gracefully_and_exits_0(signum: signal.Signals) -> None:
     messages = [r.message for r in worker.records()]
     assert f"{signum.name} received: stopping gracefully (again to force)" in messages
     assert messages[-1].startswith("stopped after ")
+
+
+def test_dotenv_may_not_choose_the_app_dir_the_emulator_or_the_wire_logs() -> None:
+    Path("elsewhere").mkdir()
+    Path("elsewhere", "memapp.py").write_text("open('planted', 'w').close()\n" + MEMAPP)
+    Path(".env").write_text(
+        "QUEUE_APP_DIR=elsewhere\nQUEUE_LOCAL=true\nQUEUE_WIRE_DEBUG=true\nQUEUE_CONCURRENCY=3\n"
+    )
+    result = run_cli("run", "memapp:app", "--burst")
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert not Path("planted").exists()  # memapp.py was imported from ., not elsewhere/
+    dotenv = Path(".env").resolve()
+    lines = records(result.stderr)
+    assert [r.message for r in lines if r.level != "INFO"] == [
+        f"{dotenv} sets {variable}: ignored, as a .env file may not choose what code runs or "
+        f"what is logged; pass {flag}, or set {variable} in the environment"
+        for variable, flag in [
+            ("QUEUE_APP_DIR", "--app-dir"),
+            ("QUEUE_WIRE_DEBUG", "--wire-debug"),
+            ("QUEUE_LOCAL", "--local"),
+        ]
+    ]
+    messages = [r.message for r in lines]
+    assert messages[3] == f"QUEUE_* settings also read from {dotenv}"  # then the worker starts
+    assert any("backend=memory concurrency=3 " in m for m in messages)  # the rest of it counts
+    assert not [m for m in messages if "local SQS" in m]
+
+
+def test_the_environment_may_still_choose_them() -> None:
+    Path("elsewhere").mkdir()
+    Path("elsewhere", "memapp.py").write_text("open('planted', 'w').close()\n" + MEMAPP)
+    env = {"QUEUE_APP_DIR": "elsewhere", "QUEUE_WIRE_DEBUG": "true"}
+    result = run_cli("run", "memapp:app", "--burst", env=env)
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert Path("planted").exists()
+    assert [r.message for r in records(result.stderr) if r.level == "WARNING"] == [
+        "wire debug logging is on: the AWS SDK logs every request and response (bodies and "
+        "receipt handles included; key material is masked); do not use it in production"
+    ]
