@@ -124,6 +124,13 @@ ERRORS: dict[str, ForgeError] = {
         403,
         type_name="com.amazon.coral.service#ExpiredTokenException",
     ),
+    "AccessDenied": ForgeError(
+        "AccessDenied",
+        "User: arn:aws:iam::123456789012:user/consumer is not authorized to perform this "
+        "action on the queue because no identity-based policy allows it",
+        403,
+        type_name="com.amazon.coral.service#AccessDeniedException",
+    ),
     "InternalError": ForgeError(
         "InternalError", "We encountered an internal error. Please try again.", 500, False
     ),

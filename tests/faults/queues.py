@@ -84,6 +84,12 @@ class FaultQueues(MotoQueues):
 
         return self._call(send)
 
+    def delete(self, url: str) -> None:
+        """DeleteQueue on ``url``, straight to moto: an operator removing the queue while a
+        worker consumes it (not deleted again after the test)."""
+        self._created.remove(url)
+        self._call(lambda backend: backend.delete_queue(url))
+
     def dead_letter_url(self, url: str) -> str:
         dlq = self.info(url).dead_letter_queue_url
         assert dlq is not None

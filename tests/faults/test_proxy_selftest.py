@@ -13,7 +13,7 @@ import pytest
 
 from aiosqsq.backends.base import DeleteEntry, QueueMessage, SendEntry
 from aiosqsq.backends.sqs import SQSBackend
-from aiosqsq.errors import BackendError
+from aiosqsq.errors import AccessError, BackendError
 from aiosqsq.settings import QueueSettings
 from tests.faults.proxy import ERRORS, Delay, FailEntries, FaultProxy, LoseResponse
 from tests.faults.tcp_proxy import TcpProxy
@@ -26,6 +26,7 @@ EXPECTED = {
     "KmsThrottled": (True, 1),
     "OverLimit": (True, 1),
     "ExpiredToken": (False, 1),
+    "AccessDenied": (False, 1),
     "InternalError": (True, 3),
     "ServiceUnavailable": (True, 3),
     "InvalidParameterValue": (False, 1),
@@ -86,6 +87,8 @@ async def test_every_forged_error_parses_to_its_code_and_class(
     assert figures == {code: (code, *EXPECTED[code]) for code in EXPECTED}
     assert "expired" in caught["ExpiredToken"].message
     assert "AQEB" not in caught["ExpiredToken"].message  # auth failures never quote the server
+    assert isinstance(caught["AccessDenied"], AccessError)
+    assert "sqs:ReceiveMessage" in caught["AccessDenied"].message
 
 
 async def test_pass_through_changes_nothing(

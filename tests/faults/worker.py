@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aiosqsq.cli import ExitCode
-from tests.cli.harness import CliProcess
+from tests.cli.harness import CliProcess, records
 from tests.faults.ledger import Ledger
 from tests.faults.queues import FaultQueues
 
@@ -111,6 +111,18 @@ def stop_gracefully(worker: CliProcess) -> float:
     return shutdown_s
 
 
+_PLAN = re.compile(r"consuming \S+ with \S+: .*\bconcurrency=(\d+) pollers=(\d+) ")
+
+
+def plan(worker: CliProcess) -> tuple[int, int]:
+    """The concurrency and pollers the worker said it consumes with (its first
+    ``consuming`` line): what it really runs with, defaults resolved."""
+    for record in worker.records():
+        if match := _PLAN.search(record.message):
+            return int(match[1]), int(match[2])
+    raise AssertionError(f"no consuming line; output:\n{worker.output}")
+
+
 _SUMMARY = re.compile(r"stopped after [\d.]+ s: (?P<counts>.*)$")
 
 
@@ -123,3 +135,23 @@ def summary(worker: CliProcess) -> dict[str, int]:
     return {
         name: int(value) for name, value in (pair.split("=") for pair in match["counts"].split())
     }
+
+
+LOST_ACCESS = "lost access to the queue: "  # the operator's line of an exit 5
+
+
+def lost_access_line(output: str, url: str, *actions: str, besides: str = "") -> str:
+    """The only ERROR line of a worker's ``output`` (with ``besides``: of those that do
+    not start with it), checked to be the lost-access line naming the queue ``url`` and
+    ``sqs:<action>`` for one of ``actions``; returned."""
+    errors = [
+        r.message
+        for r in records(output)
+        if r.level == "ERROR" and not (besides and r.message.startswith(besides))
+    ]
+    assert len(errors) == 1, output
+    line = errors[0]
+    assert line.startswith(LOST_ACCESS), line
+    assert repr(url) in line, line  # the queue as the worker was given it
+    assert any(f"sqs:{action} " in line for action in actions), line
+    return line
