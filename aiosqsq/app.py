@@ -1,4 +1,5 @@
-"""The ``App``: handler registration, consuming (``run`` / ``async with``) and sending."""
+"""The ``App``: handler registration, lifespan, middleware, consuming (``run`` /
+``async with``) and sending."""
 
 from __future__ import annotations
 
@@ -6,34 +7,48 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import typing
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 import anyio
 from anyio import CancelScope
 from anyio.abc import TaskGroup, TaskStatus
 
-from aiosqsq.backends.base import QueueBackend, QueueMessage
+from aiosqsq.backends.base import QueueBackend
 from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.engine.batch import BatchConsumer
 from aiosqsq.engine.config import ConsumerConfig
-from aiosqsq.engine.consumer import Consumer, connections_needed
+from aiosqsq.engine.consumer import Consumer, connections_needed, describe_error
 from aiosqsq.engine.settle import Fate, Observer
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.engine.watchdog import LoopWatchdog
-from aiosqsq.errors import ConfigurationError, HandlerSignatureError
+from aiosqsq.errors import ConfigurationError, HandlerSignatureError, StartupError
 from aiosqsq.handler import HandlerFunc, HandlerSpec, inspect_handler
+from aiosqsq.middleware import (
+    Middleware,
+    OutgoingMessage,
+    SendMiddleware,
+    chain,
+    check_middleware,
+)
+from aiosqsq.pipeline import build_batch_process, build_process
 from aiosqsq.preflight import preflight
+from aiosqsq.router import Registration, Router, duplicate_message
 from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
 
 logger = logging.getLogger("aiosqsq")
 
 F = TypeVar("F", bound=HandlerFunc)
+Lifespan = Callable[["App"], AbstractAsyncContextManager[Any]]
 
 # Room in the SQS connection pool for sends, dead-letter moves and Message.extend calls.
 _SENDER_CONNECTIONS = 10
+_NOT_RUNNING = object()
 
 
 class App:
@@ -62,28 +77,46 @@ class App:
     is not started before shutdown              is visible again at once
     ==========================================  =============================================
 
-    A message is never deleted unless its handler returned (or it was copied to the
-    dead-letter queue first).
+    A message is never deleted unless its handler returned (or middleware settled it,
+    or it was copied to the dead-letter queue first).
+
+    ``lifespan``: an async context manager factory, entered once per process before the
+    first receive and left after the last delete is flushed; the value it yields is
+    :attr:`state` and is injected into handler parameters annotated with its type.
     """
 
     def __init__(
-        self, settings: QueueSettings | None = None, *, backend: QueueBackend | None = None
+        self,
+        settings: QueueSettings | None = None,
+        *,
+        backend: QueueBackend | None = None,
+        lifespan: Lifespan | None = None,
     ) -> None:
         self.settings = settings if settings is not None else QueueSettings()
         self.service = QueueService(self.settings, backend=backend)
+        self._lifespan = lifespan
+        self._resource_types = _yielded_types(lifespan)
         self._handlers: list[HandlerSpec] = []
+        self._middleware: list[Middleware] = []
+        self._send_middleware: list[SendMiddleware] = []
         self._consumers: list[Consumer] = []
         self._finished = Statistics()
         self._observers: list[Observer] = []
         self._stopping = False
+        self._started = False
+        self._state: Any = _NOT_RUNNING
         self._background: TaskGroup | None = None
+        self._background_scope: CancelScope | None = None
 
     def __repr__(self) -> str:
-        queues = ", ".join(spec.queue or self.settings.default_queue for spec in self._handlers)
-        return f"<App backend={self.settings.backend} queues=[{queues}]>"
+        return f"<App backend={self.settings.backend} queues=[{', '.join(self.queues)}]>"
 
     # -- registration ------------------------------------------------------------------
 
+    @overload
+    def handler(self, queue: F) -> F: ...
+
+    @overload
     def handler(
         self,
         queue: str | None = None,
@@ -91,33 +124,145 @@ class App:
         concurrency: int | None = None,
         timeout_s: float | None = None,
         pollers: int | None = None,
-    ) -> Callable[[F], F]:
-        """Register an ``async def`` as the handler of ``queue`` (a name or URL; None is
-        the default queue). Returns the function unchanged.
+        middleware: Sequence[Middleware] = (),
+        batch: bool = False,
+        max_batch_size: int = 10,
+        max_wait_s: float = 1.0,
+        envelope: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def handler(
+        self,
+        queue: str | F | None = None,
+        *,
+        concurrency: int | None = None,
+        timeout_s: float | None = None,
+        pollers: int | None = None,
+        middleware: Sequence[Middleware] = (),
+        batch: bool = False,
+        max_batch_size: int = 10,
+        max_wait_s: float = 1.0,
+        envelope: str | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register an ``async def`` as the handler of ``queue`` (a name or URL; None, or
+        ``@app.handler`` without parentheses, is the default queue). Returns the function
+        unchanged.
 
         The handler takes at most one payload parameter, decoded from the body by its
-        annotation (see :mod:`aiosqsq.codec`), and optionally one parameter annotated
-        :class:`~aiosqsq.Message`. ``concurrency`` bounds its running calls (default
-        QUEUE_CONCURRENCY); past ``timeout_s`` a call is cancelled and retried later.
+        annotation (see :mod:`aiosqsq.codec`), optionally one parameter annotated
+        :class:`~aiosqsq.Message`, and any number annotated with the type the lifespan
+        yields. ``concurrency`` bounds its running calls (default QUEUE_CONCURRENCY);
+        past ``timeout_s`` a call is cancelled and retried later. ``middleware`` wraps
+        this handler only (inside the app's and the router's). ``batch=True`` makes it a
+        batch handler (``list[X]`` and ``list[Message]``, see :mod:`aiosqsq.engine.batch`);
+        ``envelope`` is ``"sns"``, ``"eventbridge"`` or ``"s3"``.
         Raises :class:`~aiosqsq.errors.HandlerSignatureError` at import time when the
         function cannot be served.
         """
+        if callable(queue):  # used bare: @app.handler
+            return self.handler()(queue)
+        router = Router()
+        register = router.handler(
+            queue,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            pollers=pollers,
+            middleware=middleware,
+            batch=batch,
+            max_batch_size=max_batch_size,
+            max_wait_s=max_wait_s,
+            envelope=envelope,
+        )
 
-        def register(func: F) -> F:
-            spec = inspect_handler(
-                func, queue=queue, concurrency=concurrency, timeout_s=timeout_s, pollers=pollers
-            )
-            for other in self._handlers:
-                if other.queue == queue:
-                    raise HandlerSignatureError(
-                        f"handler {func.__qualname__}: queue "
-                        f"{queue or self.settings.default_queue!r} already has the handler "
-                        f"{other.func.__qualname__}; one queue has one handler"
-                    )
-            self._handlers.append(spec)
+        def add(func: F) -> F:
+            register(func)
+            self.include_router(router)
             return func
 
-        return register
+        return add
+
+    def include_router(self, router: Router) -> None:
+        """Add ``router``'s handlers. Raises HandlerSignatureError when one of its queues
+        already has a handler (naming both) or a handler cannot be served."""
+        self._refuse_when_started("include a router")
+        specs = [self._inspect(registration) for registration in router.registrations]
+        for spec in specs:
+            for other in self._handlers:
+                if other.queue == spec.queue:
+                    raise HandlerSignatureError(
+                        duplicate_message(spec.func, other.func, spec.queue)
+                    )
+        self._handlers.extend(specs)
+
+    def middleware(self, middleware: Middleware) -> Middleware:
+        """Add ``middleware`` around every handler (outermost first, in the order added);
+        use as ``@app.middleware``. Raises RuntimeError once the app has started."""
+        self._refuse_when_started("add middleware")
+        check_middleware(middleware)
+        self._middleware.append(middleware)
+        return middleware
+
+    def send_middleware(self, middleware: SendMiddleware) -> SendMiddleware:
+        """Add ``middleware`` for every message :meth:`send` and :meth:`send_batch` send
+        (see :mod:`aiosqsq.middleware`); use as ``@app.send_middleware``."""
+        self._refuse_when_started("add send middleware")
+        check_middleware(middleware, "send middleware")
+        self._send_middleware.append(middleware)
+        return middleware
+
+    @property
+    def handlers(self) -> tuple[HandlerSpec, ...]:
+        """The registered handlers, the app's own and its routers', in order."""
+        return tuple(self._handlers)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The queues the handlers consume (names or URLs as given; the default queue's
+        QUEUE_SQS_QUEUE_URL, or "default")."""
+        return tuple(spec.queue or self.settings.default_queue for spec in self._handlers)
+
+    @property
+    def state(self) -> Any:
+        """What the lifespan yielded, while the app runs.
+
+        Raises RuntimeError before the lifespan started and after it ended.
+        """
+        if self._state is _NOT_RUNNING:
+            raise RuntimeError(
+                "app.state is set while the app runs: the lifespan's yielded value, from "
+                "its startup until its shutdown"
+                + ("" if self._lifespan else " (this app has no lifespan: App(lifespan=...))")
+            )
+        return self._state
+
+    def add_observer(self, observer: Observer) -> None:
+        """Have ``observer(fate, message)`` called as each message's fate is decided."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        self._observers.remove(observer)
+
+    def _inspect(self, registration: Registration) -> HandlerSpec:
+        spec = inspect_handler(
+            registration.func,
+            queue=registration.queue,
+            middleware=registration.middleware,
+            resource_types=self._resource_types,
+            **registration.options,
+        )
+        if spec.resources and self._lifespan is None:
+            first, *_ = spec.resources
+            raise HandlerSignatureError(
+                f"handler {registration.func.__qualname__}: more than one payload parameter "
+                f"({spec.payload_name!r} and {first[0]!r}); a handler takes at most one "
+                "payload and one Message, and resources from the app's lifespan "
+                "(App(lifespan=...))"
+            )
+        return spec
+
+    def _refuse_when_started(self, what: str) -> None:
+        if self._started:
+            raise RuntimeError(f"cannot {what} once the app has started: do it before")
 
     # -- producing ---------------------------------------------------------------------
 
@@ -133,7 +278,8 @@ class App:
     ) -> str:
         """Send ``payload`` (str and bytes as is, anything else as JSON); return the
         MessageId. FIFO queues need ``group_id`` (and ``deduplication_id`` unless the
-        queue deduplicates by content)."""
+        queue deduplicates by content). Send middleware runs first."""
+        attributes = await self._outgoing(payload, queue, delay_s, attributes, group_id)
         return await self.service.enqueue(
             payload,
             queue,
@@ -152,10 +298,52 @@ class App:
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
     ) -> list[str]:
-        """Send many payloads in batches of 10; return their MessageIds in order."""
-        return await self.service.enqueue_batch(
-            payloads, queue, delay_s=delay_s, attributes=attributes, group_id=group_id
+        """Send many payloads in batches of up to 10 and 1 MiB; return their MessageIds
+        in order. With send middleware, each message may carry attributes of its own."""
+        if not self._send_middleware:
+            return await self.service.enqueue_batch(
+                payloads, queue, delay_s=delay_s, attributes=attributes, group_id=group_id
+            )
+        ids: list[str] = []
+        for payload in payloads:  # per message: middleware may give each its attributes
+            each = await self._outgoing(payload, queue, delay_s, attributes, group_id)
+            ids.extend(
+                await self.service.enqueue_batch(
+                    [payload], queue, delay_s=delay_s, attributes=each, group_id=group_id
+                )
+            )
+        return ids
+
+    async def _outgoing(
+        self,
+        payload: Any,
+        queue: str | None,
+        delay_s: int,
+        attributes: Mapping[str, str | int | float | bytes] | None,
+        group_id: str | None,
+    ) -> Mapping[str, str | int | float | bytes] | None:
+        if not self._send_middleware:
+            return attributes
+        from aiosqsq.codec import encode
+
+        message = OutgoingMessage(
+            queue=queue or self.settings.default_queue,
+            body=encode(payload),
+            attributes=dict(attributes or {}),
+            group_id=group_id,
+            delay_s=delay_s,
         )
+
+        async def accept() -> None:
+            return None
+
+        await chain(self._send_middleware, message, accept)()
+        return message.attributes
+
+    async def aclose(self) -> None:
+        """Close the backend (its connections) of an app used only to send; an app that
+        consumes closes it when :meth:`run` returns or ``async with`` ends."""
+        await self.service.aclose()
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -181,19 +369,16 @@ class App:
 
         Raises the error that stopped consuming when it cannot go on (for example
         :class:`~aiosqsq.errors.QueueNotFoundError`, or a BackendError for denied
-        access); transient failures (throttling, 5xx, network) are retried instead.
+        access; :class:`~aiosqsq.errors.StartupError` when the lifespan failed to start);
+        transient failures (throttling, 5xx, network) are retried instead.
         """
-        if not self._handlers:
-            raise ConfigurationError(
-                "the app has no handlers: decorate an async function with @app.handler()"
-            )
         try:
             async with anyio.create_task_group() as tg:
                 if handle_signals and threading.current_thread() is threading.main_thread():
                     # started, not start_soon: a signal that comes once consuming has
                     # begun must find the graceful handling in place
                     await tg.start(self._watch_signals, tg.cancel_scope)
-                await self._serve(burst=burst)
+                await self.serve(burst=burst)
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise _sole_error(group) from None
@@ -202,12 +387,37 @@ class App:
                 await self.service.aclose()
         return self.statistics()
 
+    async def serve(
+        self, *, burst: bool = False, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the lifespan and consume until stopped (or, with ``burst``, drained),
+        without handling signals or closing the backend: for a host that owns both (a
+        test, or a service that starts consuming in its own task group).
+
+        ``task_status.started()`` is called once every consumer is receiving. Raises as
+        :meth:`run` does.
+        """
+        if not self._handlers:
+            raise ConfigurationError(
+                "the app has no handlers: decorate an async function with @app.handler()"
+            )
+        self._started = True
+        self._stopping = False
+        async with self._lifespan_running():
+            consumers = await self._prepare()
+            task_status.started()
+            await self._run_consumers(consumers, burst)
+
     async def __aenter__(self) -> Self:
-        """Start consuming in the background of the current task."""
-        consumers = await self._prepare()
+        """Start consuming in the background of the current task; return once every
+        consumer is receiving (raises what stopped it from starting)."""
         self._background = anyio.create_task_group()
         await self._background.__aenter__()
-        self._background.start_soon(self._run_consumers, consumers, False)
+        try:
+            await self._background.start(self._serve_shielded)
+        except BaseException as exc:
+            await self._leave_background(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -215,19 +425,82 @@ class App:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
-        """Stop gracefully (see :meth:`run`) and close the backend."""
-        assert self._background is not None, "__aexit__ without __aenter__"
+    ) -> None:
+        """Stop gracefully, as a first signal does under ``run()``, also when the block
+        is left by cancellation (Ctrl-C, a host shutting down): unstarted messages are
+        handed back, running handlers get QUEUE_SHUTDOWN_TIMEOUT, deletes are flushed,
+        shielded from the cancellation, which then goes on. Closes the backend."""
         self.stop()
+        await self._leave_background(None, None, None)
+
+    async def _leave_background(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._background is not None, "__aexit__ without __aenter__"
         try:
-            return await self._background.__aexit__(exc_type, exc, tb)
+            # The consumers run shielded (_serve_shielded): a cancelled host waits here
+            # for their graceful stop, bounded by QUEUE_SHUTDOWN_TIMEOUT and the flush.
+            await self._background.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            raise _sole_error(group) from None
         finally:
             self._background = None
             with anyio.CancelScope(shield=True):
                 await self.service.aclose()
 
-    async def _serve(self, *, burst: bool) -> None:
-        await self._run_consumers(await self._prepare(), burst)
+    async def _serve_shielded(self, *, task_status: TaskStatus[None]) -> None:
+        # Shielded: cancelling the host task must not cut the graceful stop short.
+        with anyio.CancelScope(shield=True) as scope:
+            self._background_scope = scope
+            await self.serve(task_status=task_status)
+
+    @asynccontextmanager
+    async def _lifespan_running(self) -> AsyncIterator[None]:
+        """Enter the lifespan (its value becomes :attr:`state`), and leave it after
+        consuming ended, however it ended."""
+        if self._lifespan is None:
+            self._state = None
+            try:
+                yield
+            finally:
+                self._state = _NOT_RUNNING
+            return
+        logger.info("waiting for application startup")
+        context = self._lifespan(self)
+        try:
+            self._state = await context.__aenter__()
+        except Exception as exc:
+            logger.error("application startup failed: %s", describe_error(exc))
+            raise StartupError(f"the app's lifespan failed: {describe_error(exc)}") from exc
+        logger.info("application startup complete")
+        try:
+            yield
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                logger.info("waiting for application shutdown")
+                await self._leave_lifespan(context, exc)
+            raise
+        else:
+            with anyio.CancelScope(shield=True):
+                logger.info("waiting for application shutdown")
+                await self._leave_lifespan(context, None)
+
+    async def _leave_lifespan(
+        self, context: AbstractAsyncContextManager[Any], error: BaseException | None
+    ) -> None:
+        try:
+            await context.__aexit__(
+                type(error) if error else None, error, error.__traceback__ if error else None
+            )
+        except Exception as exc:
+            logger.error("application shutdown failed: %s", describe_error(exc))
+        else:
+            logger.info("application shutdown complete")
+        finally:
+            self._state = _NOT_RUNNING
 
     def consumer_config(self, spec: HandlerSpec) -> ConsumerConfig:
         """The limits and timings ``spec``'s consumer runs with under this app's settings."""
@@ -245,7 +518,6 @@ class App:
         )
 
     async def _prepare(self) -> list[Consumer]:
-        self._stopping = False
         backend = self.service.backend
         configs = [self.consumer_config(spec) for spec in self._handlers]
         # a pool too small lets long polls starve the deletes
@@ -253,15 +525,17 @@ class App:
             sum(connections_needed(config) for config in configs) + _SENDER_CONNECTIONS
         )
         clock = backend.clock if isinstance(backend, MemoryBackend) else time.monotonic
-        consumers = []
+        consumers: list[Consumer] = []
         for spec, config in zip(self._handlers, configs, strict=True):
+            resources = self._resources_for(spec)
             info = await self.service.queue_info(spec.queue)
             for finding in preflight(spec, info, self.settings):
                 logger.warning("%s", finding)
-            consumers.append(
-                Consumer(
+            middleware = (*self._middleware, *spec.middleware)
+            if spec.batch is None:
+                consumer = Consumer(
                     spec.name,
-                    spec.process,
+                    build_process(spec, middleware, resources),
                     backend,
                     info,
                     config,
@@ -269,8 +543,37 @@ class App:
                     observer=self._notify,
                     clock=clock,
                 )
-            )
+            else:
+                consumer = BatchConsumer(
+                    spec.name,
+                    build_batch_process(spec, middleware, resources),
+                    backend,
+                    info,
+                    config,
+                    max_batch_size=spec.batch.max_batch_size,
+                    max_wait_s=spec.batch.max_wait_s,
+                    timeout_s=spec.timeout_s,
+                    observer=self._notify,
+                    clock=clock,
+                )
+            consumers.append(consumer)
         return consumers
+
+    def _resources_for(self, spec: HandlerSpec) -> dict[str, Any]:
+        """The lifespan's value for each resource parameter of ``spec``; raises
+        HandlerSignatureError naming both when the lifespan yields something else."""
+        resources: dict[str, Any] = {}
+        for name, annotation in spec.resources:
+            state = self._state
+            if isinstance(annotation, type) and isinstance(state, annotation):
+                resources[name] = state
+                continue
+            raise HandlerSignatureError(
+                f"handler {spec.name}: parameter {name!r} asks for {_type_name(annotation)}, "
+                f"but the app's lifespan yields {_type_name(type(state))}: annotate it "
+                "with the type the lifespan yields"
+            )
+        return resources
 
     async def _run_consumers(self, consumers: list[Consumer], burst: bool) -> None:
         self._consumers = consumers
@@ -320,9 +623,27 @@ class App:
                     scope.cancel()
                     return
 
-    def _notify(self, fate: Fate, message: QueueMessage) -> None:
+    def _notify(self, fate: Fate, message: Any) -> None:
         for observer in self._observers:
             observer(fate, message)
+
+
+def _yielded_types(lifespan: Lifespan | None) -> tuple[type, ...]:
+    """The type a lifespan yields, from its return annotation (AsyncIterator[T], or an
+    async context manager of T), when it says; () otherwise."""
+    if lifespan is None:
+        return ()
+    target = getattr(lifespan, "__wrapped__", lifespan)
+    try:
+        returned = typing.get_type_hints(target).get("return")
+    except Exception:
+        return ()
+    args = typing.get_args(returned)
+    return tuple(arg for arg in args[:1] if isinstance(arg, type) and arg is not type(None))
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__qualname__", None) or repr(annotation)
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -62,6 +62,19 @@ class Decoder:
         except (orjson.JSONDecodeError, RecursionError, ValueError) as exc:
             # orjson's message quotes a position, never the body itself
             raise PayloadError("JSONDecodeError", str(exc).splitlines()[0][:200]) from None
+        return self.validate(data)
+
+    @property
+    def wants_text(self) -> bool:
+        """True when the payload is the body's text itself (``str``/``bytes``)."""
+        return self._raw is not None
+
+    def validate(self, data: Any) -> Any:
+        """The payload from JSON data already parsed (an envelope's inner object).
+
+        Raises :class:`PayloadError` when it does not validate, whatever the validation
+        code raised.
+        """
         if self._adapter is None:
             return data
         try:

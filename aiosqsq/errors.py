@@ -9,6 +9,7 @@ The tree::
     ├── PayloadTooLargeError     a body or batch exceeds the SQS size limit
     ├── PayloadError             a received body does not decode or validate (codec.py)
     ├── LeaseError               Message.extend/release on a message no longer held
+    ├── StartupError             the app's lifespan failed to start (exit code 7)
     └── BackendError             a queue operation failed as a whole (carries the SQS error code)
         ├── QueueNotFoundError   the queue does not exist
         ├── AccessError          access denied, or the credentials are invalid or expired
@@ -105,3 +106,8 @@ class LeaseError(AiosqsqError):
     """``Message.extend`` or ``Message.release`` cannot be done: the message was already
     settled (deleted, retried or handed back), or the extension would pass SQS's limit of
     12 hours after the receive."""
+
+
+class StartupError(AiosqsqError):
+    """The app's lifespan raised before it yielded: nothing was received. The original
+    exception is the ``__cause__``."""

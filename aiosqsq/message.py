@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiosqsq.backends.base import MessageAttributes, QueueMessage
+
+if TYPE_CHECKING:
+    from aiosqsq.envelopes import EnvelopeMetadata
 
 #: Message attributes aiosqsq writes on a copy it moves to a dead-letter queue.
 ERROR_ATTRIBUTE = "aiosqsq-error"  # why: "<error class>: <reason>", never body text
@@ -29,6 +32,8 @@ class Message:
     Delivery is at-least-once: the same ``message_id`` can arrive again (after a crash,
     a lapsed visibility timeout, or a standard queue's own redelivery), so handlers
     should be idempotent. ``receive_count`` is SQS's ApproximateReceiveCount.
+    ``envelope`` is the metadata of the envelope the body came in (``SNSMetadata``,
+    ``EventBridgeMetadata``) for a handler registered with ``envelope=``, else None.
     """
 
     message_id: str
@@ -39,6 +44,7 @@ class Message:
     group_id: str | None
     queue: str
     _lease: Lease = field(compare=False)
+    envelope: EnvelopeMetadata | None = field(default=None, compare=False)
 
     @classmethod
     def from_queue_message(cls, message: QueueMessage, lease: Lease) -> Message:
@@ -58,6 +64,11 @@ class Message:
         """When SQS accepted the message (its SentTimestamp), in UTC."""
         sent = self.attributes.get("SentTimestamp")
         return datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None
+
+    def _unwrapped(self, metadata: Any) -> None:
+        """Set :attr:`envelope` once the body was taken out of its envelope (the message
+        is made before decoding, for middleware)."""
+        object.__setattr__(self, "envelope", metadata)
 
     async def extend(self, seconds: float) -> None:
         """Keep the message hidden for ``seconds`` from now (SQS ChangeMessageVisibility).

@@ -66,12 +66,12 @@ class AppTester:
         never returns, or one that always retries at once with no redrive policy).
         """
         drained = Drained()
-        self.app._observers.append(drained.record)
+        self.app.add_observer(drained.record)
         try:
             with anyio.fail_after(timeout_s):
-                await self.app._serve(burst=True)
+                await self.app.serve(burst=True)
         finally:
-            self.app._observers.remove(drained.record)
+            self.app.remove_observer(drained.record)
         return drained
 
     async def depth(self, queue: str | None = None) -> QueueDepth:

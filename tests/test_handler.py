@@ -32,7 +32,7 @@ def test_payload_and_message_are_optional_and_found_by_annotation(app: App) -> N
 
     app.handler(queue="a")(only_message)
     app.handler(queue="b")(nothing)
-    specs = {spec.queue: spec for spec in app._handlers}
+    specs = {spec.queue: spec for spec in app.handlers}
     assert (specs["a"].payload_name, specs["a"].message_name) == (None, "msg")
     assert (specs["b"].payload_name, specs["b"].message_name) == (None, None)
 
@@ -58,7 +58,7 @@ def test_two_payload_parameters_are_refused(app: App) -> None:
     assert _error(app, handle) == (
         "handler test_two_payload_parameters_are_refused.<locals>.handle: more than one "
         "payload parameter ('order' and 'other'); a handler takes at most one payload and "
-        "one Message"
+        "one Message, and resources from the app's lifespan (App(lifespan=...))"
     )
 
 
@@ -100,7 +100,7 @@ def test_one_queue_has_one_handler(app: App) -> None:
 
     app.handler(queue="orders")(first)
     assert _error(app, second, queue="orders") == (
-        "handler test_one_queue_has_one_handler.<locals>.second: queue 'orders' already "
-        "has the handler test_one_queue_has_one_handler.<locals>.first; one queue has one "
-        "handler"
+        "handler test_one_queue_has_one_handler.<locals>.second (tests.test_handler): queue "
+        "'orders' already has the handler test_one_queue_has_one_handler.<locals>.first "
+        "(tests.test_handler); one queue has one handler"
     )

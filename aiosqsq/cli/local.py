@@ -112,7 +112,7 @@ def _queues_of(app: App, endpoint_url: str) -> list[str]:
             f"sqs_endpoint_url={settings.sqs_endpoint_url!r}); build it with App(), which "
             "reads the QUEUE_* variables that --local sets"
         )
-    names = sorted({spec.queue or settings.default_queue for spec in app._handlers})
+    names = sorted(set(app.queues))
     for name in names:
         if name.startswith(("https://", "http://", "arn:")):
             raise ConfigurationError(

@@ -26,8 +26,3 @@ class ConsumerConfig:
     # A receive waits up to this long for a full batch of free slots while handlers keep
     # finishing (see aiosqsq.engine.slots): fewer, fuller receives at saturation.
     fill_wait_s: float = DEFAULT_FILL_WAIT_S
-
-    @property
-    def batch_size(self) -> int:
-        """The most one receive asks for: 10, ``max_messages``, and the concurrency."""
-        return min(MAX_RECEIVE_MESSAGES, self.max_messages, self.concurrency)

@@ -25,8 +25,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from aiosqsq.backends.base import (
     MAX_RECEIVE_MESSAGES,
@@ -87,7 +89,10 @@ class Consumer:
         timeout_s: float | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        message_slots: int | None = None,
     ) -> None:
+        """``message_slots``: messages held for handling at once (default: the
+        concurrency; a batch consumer holds a batch per slot)."""
         self.name = name  # the handler's, for logs
         self.info = info
         self.config = config
@@ -102,7 +107,8 @@ class Consumer:
         )
         self.registry = InFlightRegistry()
         self.counters = Counters()
-        self._slots = Slots(config.concurrency)
+        message_slots = message_slots or config.concurrency
+        self._slots = Slots(message_slots)
         lock = anyio.Lock()
         self._visibility_lock = lock
         self._acker = Acker(
@@ -139,7 +145,7 @@ class Consumer:
         self._groups: dict[str, deque[InFlight]] = {}
         # Held = handler slots + messages awaiting their delete or visibility change; the
         # latter are capped at one batch per poller so a slow acker throttles receiving.
-        self.hold_limit = config.concurrency + MAX_RECEIVE_MESSAGES * config.pollers
+        self.hold_limit = message_slots + MAX_RECEIVE_MESSAGES * config.pollers
         self._pollers = Pollers(
             backend,
             info,
@@ -151,7 +157,7 @@ class Consumer:
             deliver=self._start,
             end_burst=self.stop,
         )
-        self._pool: Pool[InFlight | str]
+        self._pool: Pool[Any]
 
     def __repr__(self) -> str:
         return (
@@ -202,6 +208,7 @@ class Consumer:
     async def _consume(self, burst: bool) -> None:
         async with anyio.create_task_group() as handlers:
             self._pool = Pool(handlers, self._work, size=self.config.concurrency)
+            self._consuming(handlers)
             async with anyio.create_task_group() as receiving:
                 receiving.start_soon(self._run_pollers, burst)
                 await self._stop.wait()
@@ -225,6 +232,9 @@ class Consumer:
                     self.config.shutdown_timeout_s,
                 )
             handlers.cancel_scope.cancel()
+
+    def _consuming(self, task_group: TaskGroup) -> None:
+        """Start what runs beside the handlers while consuming (a batch consumer's timer)."""
 
     async def _run_pollers(self, burst: bool) -> None:
         try:
@@ -256,11 +266,12 @@ class Consumer:
 
     # -- handling ----------------------------------------------------------------------
 
-    async def _work(self, item: InFlight | str, worker_scope: anyio.CancelScope) -> None:
+    async def _work(self, item: Any, worker_scope: anyio.CancelScope) -> None:
         """What a pool worker does with one item: a message, or a FIFO group to run."""
         if isinstance(item, str):
             await self._run_group(item)
             return
+        assert isinstance(item, InFlight)
         try:
             if item.state is State.WAITING:  # else handed back before it started
                 await self._handle(item, worker_scope)
@@ -326,7 +337,7 @@ class Consumer:
         """
         message = entry.message
         entry.state = State.RUNNING
-        lease = _Lease(self, entry)
+        lease = EntryLease(self, entry)
         try:
             if worker_scope is not None and self._timeout_s is None:
                 entry.cancel_scope = worker_scope
@@ -358,7 +369,7 @@ class Consumer:
                 self.name,
                 message.message_id,
                 message.receive_count,
-                _describe(exc),
+                describe_error(exc),
                 exc_info=exc,
             )
             return Failed()
@@ -396,7 +407,9 @@ class Consumer:
         self._settler.release(entry, delay_s)
 
 
-class _Lease:
+class EntryLease:
+    """The lease on one held message, as a handler's :class:`~aiosqsq.Message` uses it."""
+
     __slots__ = ("_consumer", "_entry")
 
     def __init__(self, consumer: Consumer, entry: InFlight) -> None:
@@ -410,7 +423,9 @@ class _Lease:
         self._consumer.release(self._entry, delay_s)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``Class: text`` of an exception for a log line (its text may be hostile: the log
+    format escapes it); never raises."""
     try:
         text = str(exc)
     except Exception:  # a hostile __str__ must not end the worker

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import anyio
 
-from aiosqsq.backends.base import QueueBackend, QueueInfo, QueueMessage
+from aiosqsq.backends.base import MAX_RECEIVE_MESSAGES, QueueBackend, QueueInfo, QueueMessage
 from aiosqsq.engine.backoff import retry_delay_s
 from aiosqsq.engine.config import ConsumerConfig
 from aiosqsq.engine.registry import InFlightRegistry
@@ -69,8 +69,10 @@ class Pollers:
         wait_time_s: float = self._config.wait_time_s
         if burst:  # an exact in-process backend answers a short poll truly; SQS samples
             wait_time_s = 0 if self._backend.receive_is_cancel_safe else min(wait_time_s, 1)
+        # the most one receive asks for: 10, QUEUE_MAX_MESSAGES, and the slots there are
+        most = min(MAX_RECEIVE_MESSAGES, self._config.max_messages, self._slots.total)
         while not self._stopping.is_set():
-            reserved = await self._reserve(self._config.batch_size)
+            reserved = await self._reserve(most)
             if reserved == 0:
                 return
             if self._info.fifo and attempt_id is None:
