@@ -321,3 +321,56 @@ def test_a_fifo_group_keeps_its_order_while_one_message_fails_and_others_go_on(
     assert all(c.seq <= failing for c in in_a[:last])  # no later A message started first
     assert (depth.visible, depth.in_flight) == (0, 0)
     assert alive
+
+
+def test_t23b_a_failing_fifo_group_does_not_hold_up_the_others(
+    queues: FaultQueues, moto_endpoint: str, ledger: Ledger
+) -> None:
+    """Group A's first message fails once and is hidden for its backoff (5-10 s); the ten
+    messages of groups B and C behind it in the queue are all handled before it comes
+    back, while A's other messages wait for it, in order."""
+    per_group, backoff_s = 10, slow(10)  # the backoff's ceiling: hidden 5-10 s, SQS rounds
+    url = queues.create_fifo(max_receive_count=5)
+    env = worker_env(
+        moto_endpoint,
+        url,
+        ledger.path,
+        QUEUE_RETRY_BASE_DELAY=str(backoff_s),
+        QUEUE_RETRY_MAX_DELAY=str(backoff_s),
+        QUEUE_CONCURRENCY="10",
+        STRICT_FAIL_FIRST="0:1",
+    )
+    entries = [
+        SendEntry(
+            id="0",
+            body=order(1000 * g + i, group=group),
+            group_id=group,
+            deduplication_id=uuid.uuid4().hex,
+        )
+        for g, group in enumerate("ABC")
+        for i in range(per_group)
+    ]
+    with start_worker(env, app=STRICT) as worker:
+        queues.send_all(url, entries)
+        wait_until(
+            lambda: len({c.seq for c in ledger.events("ok")}) == len(entries),
+            "every message handled",
+            timeout_s=backoff_s + 30,
+        )
+        shutdown_s = stop_gracefully(worker)
+
+    calls = ledger.events()
+    failed_at = next(c.t for c in calls if c.event == "fail")
+    back_at = [c.t for c in calls if c.seq == 0 and c.event == "start"][1]
+    others_done_at = max(c.t for c in calls if c.group in "BC" and c.event == "ok")
+    in_a = [c.seq for c in calls if c.group == "A" and c.event == "ok"]
+    print(
+        f"T23b sent={len(entries)} handled={len({c.seq for c in calls if c.event == 'ok'})} "
+        f"a_hidden_s={back_at - failed_at:.1f} b_and_c_done_after_failure_s="
+        f"{others_done_at - failed_at:.1f} shutdown_s={shutdown_s:.1f}"
+    )
+    assert [c.seq for c in calls if c.event == "fail"] == [0]
+    assert others_done_at < back_at  # B and C went on while A waited
+    assert in_a == list(range(per_group))  # A kept its order around the failure
+    done = Counter(c.seq for c in calls if c.event == "ok")
+    assert sorted(done.items()) == sorted((json.loads(e.body)["seq"], 1) for e in entries)
