@@ -21,8 +21,8 @@ from tests.cli.harness import APPS_DIR, CliProcess, Record, records, run_cli, wa
 from tests.cli.test_importer import MEMAPP
 
 READY = (
-    "SQS client ready: endpoint {endpoint}, region us-east-1 (QUEUE_AWS_REGION), credentials "
-    "from QUEUE_AWS_*"
+    "SQS client ready: endpoint {endpoint}, region us-east-1 (QUEUE_AWS_REGION), lean "
+    "transport, credentials from QUEUE_AWS_*"
 )
 SERVER_LINE = re.compile(
     r"local SQS server \(moto\) at (http://127\.0\.0\.1:\d+), for this run only"
