@@ -67,9 +67,12 @@ def parse_target(text: str) -> Target:
     """``'pkg.mod:app'`` → ``Target('pkg.mod', 'app')``; raises ``ValueError`` otherwise."""
     module, sep, attribute = text.partition(":")
     if not sep or not _is_dotted_name(module) or not _is_dotted_name(attribute):
+        hint = ""
+        if not sep and "." in text and _is_dotted_name(text):  # worker.app for worker:app
+            hint = f"; did you mean {':'.join(text.rsplit('.', 1))!r}?"
         raise ValueError(
             f"{text!r} is not MODULE:ATTRIBUTE: expected dotted Python names without "
-            f"dunders, e.g. {EXAMPLE}"
+            f"dunders, e.g. {EXAMPLE}{hint}"
         )
     return Target(module, attribute)
 

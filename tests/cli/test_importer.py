@@ -169,6 +169,19 @@ def test_a_malformed_target_is_bad_usage(target: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("target", "meant"), [("worker.app", "worker:app"), ("pkg.worker.app", "pkg.worker:app")]
+)
+def test_a_dot_for_the_colon_is_pointed_out(target: str, meant: str) -> None:
+    result = run_cli("run", target)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for 'MODULE:ATTRIBUTE': {target!r} is not MODULE:ATTRIBUTE: "
+        f"expected dotted Python names without dunders, e.g. myproject.worker:app; did you "
+        f"mean {meant!r}?"
+    )
+
+
 def test_the_app_dir_alone_decides_where_the_module_is_imported_from() -> None:
     Path("src").mkdir()
     Path("src/insrc.py").write_text(MEMAPP)
