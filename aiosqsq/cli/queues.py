@@ -13,9 +13,9 @@ from rich.live import Live
 
 from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
 from aiosqsq.backends.limits import SQS_NAME
-from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, out, run_operation
+from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, out, run_operation
 from aiosqsq.cli.queue_stats import AGE_COST, QueueStats, read_stats, table
-from aiosqsq.errors import QueueNotFoundError
+from aiosqsq.errors import BackendError, QueueNotFoundError
 from aiosqsq.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ DEFAULT_MAX_RECEIVE_COUNT = 5  # AWS's usual advice, and what the memory backend
 # SQS keeps a message's first enqueue time when it moves it to a standard dead-letter
 # queue, and counts retention from it: a dead-letter queue needs the longest retention.
 DLQ_RETENTION_S = 1_209_600  # 14 days, SQS's maximum
+PURGE_IN_PROGRESS = "PurgeQueueInProgress"  # SQS's code for a second purge within 60 s
 
 
 @click.group(epilog=EXIT_CODES)
@@ -217,7 +218,17 @@ def purge(ctx: click.Context, name: str, yes: bool) -> None:
         if not yes and not await anyio.to_thread.run_sync(_confirm, question):
             click.echo("Aborted: nothing was purged.", err=True)
             return INCOMPLETE
-        await admin.purge_queue(url)
+        try:
+            await admin.purge_queue(url)
+        except BackendError as exc:
+            if not exc.code.endswith(PURGE_IN_PROGRESS):
+                raise
+            return fail(
+                f"queue {name!r} was purged less than 60 seconds ago, and SQS allows one purge "
+                f"of a queue every 60 seconds ({PURGE_IN_PROGRESS}): that purge may still be "
+                "deleting messages; try again in a minute",
+                INCOMPLETE,
+            )
         click.echo(f"purged queue {name} ({count(held)})")
         return ExitCode.OK
 

@@ -232,3 +232,20 @@ def test_purge_a_missing_queue(sqs_env: dict[str, str]) -> None:
     result = run_cli("queues", "purge", name, "--yes", env=sqs_env)
     assert result.returncode == ExitCode.QUEUE_ACCESS_LOST
     assert result.stderr.splitlines() == [NOT_FOUND.format(name=name)]
+
+
+def test_a_second_purge_within_a_minute_names_sqs_rule(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    url = moto_queues.create_plain()
+    assert run_cli("queues", "purge", _name(url), "--yes", env=sqs_env).returncode == ExitCode.OK
+    again = run_cli("queues", "purge", _name(url), "--yes", env=sqs_env)
+    assert again.returncode == 1
+    assert (again.stdout, again.stderr.splitlines()) == (
+        "",
+        [
+            f"Error: queue {_name(url)!r} was purged less than 60 seconds ago, and SQS allows "
+            "one purge of a queue every 60 seconds (PurgeQueueInProgress): that purge may "
+            "still be deleting messages; try again in a minute"
+        ],
+    )
