@@ -13,12 +13,13 @@ from rich.live import Live
 
 from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
 from aiosqsq.backends.limits import SQS_NAME
-from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, out, run_operation
+from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, out, queue_name, run_operation
 from aiosqsq.cli.queue_stats import AGE_COST, QueueStats, read_stats, table
 from aiosqsq.errors import BackendError, QueueNotFoundError
 from aiosqsq.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from aiosqsq.backends.base import QueueInfo
     from aiosqsq.backends.sqs_admin import SQSAdmin
 
 DEFAULT_MAX_RECEIVE_COUNT = 5  # AWS's usual advice, and what the memory backend and --local use
@@ -26,6 +27,9 @@ DEFAULT_MAX_RECEIVE_COUNT = 5  # AWS's usual advice, and what the memory backend
 # queue, and counts retention from it: a dead-letter queue needs the longest retention.
 DLQ_RETENTION_S = 1_209_600  # 14 days, SQS's maximum
 PURGE_IN_PROGRESS = "PurgeQueueInProgress"  # SQS's code for a second purge within 60 s
+# CreateQueue's refusal of a name that exists with other attributes (the JSON and the query
+# protocol's names)
+_EXISTS = ("QueueAlreadyExists", "QueueNameExists")
 
 
 @click.group(epilog=EXIT_CODES)
@@ -69,7 +73,8 @@ def create(
     """Create the queue NAME and its dead-letter queue, with the redrive policy between them.
 
     A queue that exists with the same attributes is left as it is; one with other
-    attributes is refused by SQS (exit 5). An existing dead-letter queue is used as it is.
+    attributes is refused by SQS (exit 5), and the error names the attributes that differ.
+    An existing dead-letter queue is used as it is.
     """
     fifo = fifo or name.endswith(".fifo")
     _check_name(name, fifo, "NAME")
@@ -114,9 +119,45 @@ async def _ensure(admin: SQSAdmin, name: str, attributes: dict[str, str], *, reu
         click.echo(f"created queue {name}: {url}")
         return url
     if not reuse:
-        await admin.create_queue(name, attributes)
+        try:
+            await admin.create_queue(name, attributes)
+        except BackendError as exc:
+            differences = []
+            if exc.code.endswith(_EXISTS):
+                differences = _differences(await admin.get_queue_info(url), attributes)
+            if not differences:
+                raise
+            raise BackendError(
+                exc.code,
+                f"queue {name!r} exists with other attributes ({'; '.join(differences)}): "
+                "pass the options it was created with, or change its attributes with "
+                "SetQueueAttributes (the AWS console or CLI)",
+            ) from None
     click.echo(f"queue {name} exists: {url}")
     return url
+
+
+def _differences(info: QueueInfo, asked: dict[str, str]) -> list[str]:
+    """How the existing queue differs from the attributes ``create`` asked for."""
+    found = []
+    if "VisibilityTimeout" in asked and float(asked["VisibilityTimeout"]) != (
+        info.visibility_timeout_s
+    ):
+        found.append(
+            f"VisibilityTimeout is {info.visibility_timeout_s:g}, not {asked['VisibilityTimeout']}"
+        )
+    if "RedrivePolicy" not in asked:  # SQS compares only the attributes given
+        return found
+    has = queue_name(info.dead_letter_queue_url) if info.dead_letter_queue_url else None
+    policy = json.loads(asked["RedrivePolicy"])
+    wanted = str(policy["deadLetterTargetArn"]).rsplit(":", 1)[-1]
+    if has != wanted:
+        found.append(f"its dead-letter queue is {has or 'none'}, not {wanted}")
+    elif info.max_receive_count != policy["maxReceiveCount"]:
+        found.append(
+            f"maxReceiveCount is {info.max_receive_count}, not {policy['maxReceiveCount']}"
+        )
+    return found
 
 
 def _check_name(name: str, fifo: bool, what: str) -> None:

@@ -77,8 +77,10 @@ def test_create_makes_the_queue_its_dead_letter_queue_and_the_redrive_policy(
     other = run_cli("queues", "create", name, "--visibility-timeout", "50", env=sqs_env)
     assert other.returncode == ExitCode.QUEUE_ACCESS_LOST
     assert other.stderr.splitlines() == [
-        f"Error: QueueAlreadyExists: sqs:CreateQueue on queue {name!r} failed: The specified "
-        "queue already exists."
+        f"Error: QueueAlreadyExists: queue {name!r} exists with other attributes "
+        "(VisibilityTimeout is 40, not 50; maxReceiveCount is 3, not 5): pass the options it "
+        "was created with, or change its attributes with SetQueueAttributes (the AWS console "
+        "or CLI)"
     ]
     assert moto_queues.info(url).visibility_timeout_s == 40  # unchanged
 
