@@ -326,10 +326,10 @@ def test_a_fifo_group_keeps_its_order_while_one_message_fails_and_others_go_on(
 def test_t23b_a_failing_fifo_group_does_not_hold_up_the_others(
     queues: FaultQueues, moto_endpoint: str, ledger: Ledger
 ) -> None:
-    """Group A's first message fails once and is hidden for its backoff (5-10 s); the ten
+    """Group A's first message fails once and is hidden for its backoff (2-4 s); the ten
     messages of groups B and C behind it in the queue are all handled before it comes
     back, while A's other messages wait for it, in order."""
-    per_group, backoff_s = 10, slow(10)  # the backoff's ceiling: hidden 5-10 s, SQS rounds
+    per_group, backoff_s = 10, slow(4)  # the backoff's ceiling: hidden 2-4 s, SQS rounds
     url = queues.create_fifo(max_receive_count=5)
     env = worker_env(
         moto_endpoint,
