@@ -2,18 +2,26 @@
 
 from aiosqsq.app import App
 from aiosqsq.backends.base import QueueBackend, QueueMessage
+from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.codec import PayloadError
+from aiosqsq.engine.settle import Fate
 from aiosqsq.engine.stats import Statistics
+from aiosqsq.envelopes import EventBridgeMetadata, S3Record, SNSMessageAttribute, SNSMetadata
 from aiosqsq.errors import (
     AccessError,
     AiosqsqError,
     BackendError,
     ConfigurationError,
     HandlerSignatureError,
+    LeaseError,
     PayloadTooLargeError,
     QueueNotFoundError,
     Retry,
+    StartupError,
 )
 from aiosqsq.message import Message
+from aiosqsq.middleware import CallNext, MessageBatch, OutgoingMessage, SendNext
+from aiosqsq.router import Router
 from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
 
@@ -22,9 +30,17 @@ __all__ = [
     "AiosqsqError",
     "App",
     "BackendError",
+    "CallNext",
     "ConfigurationError",
+    "EventBridgeMetadata",
+    "Fate",
     "HandlerSignatureError",
+    "LeaseError",
+    "MemoryBackend",
     "Message",
+    "MessageBatch",
+    "OutgoingMessage",
+    "PayloadError",
     "PayloadTooLargeError",
     "QueueBackend",
     "QueueMessage",
@@ -32,5 +48,11 @@ __all__ = [
     "QueueService",
     "QueueSettings",
     "Retry",
+    "Router",
+    "S3Record",
+    "SNSMessageAttribute",
+    "SNSMetadata",
+    "SendNext",
+    "StartupError",
     "Statistics",
 ]

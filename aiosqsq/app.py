@@ -381,7 +381,8 @@ class App:
                 await self.serve(burst=burst)
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _sole_error(group) from None
+            error = _sole_error(group)
+            raise error from error.__cause__
         finally:
             with anyio.CancelScope(shield=True):
                 await self.service.aclose()
@@ -445,7 +446,8 @@ class App:
             # for their graceful stop, bounded by QUEUE_SHUTDOWN_TIMEOUT and the flush.
             await self._background.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            raise _sole_error(group) from None
+            error = _sole_error(group)
+            raise error from error.__cause__
         finally:
             self._background = None
             with anyio.CancelScope(shield=True):
@@ -478,23 +480,16 @@ class App:
         logger.info("application startup complete")
         try:
             yield
-        except BaseException as exc:
+        finally:
             with anyio.CancelScope(shield=True):
                 logger.info("waiting for application shutdown")
-                await self._leave_lifespan(context, exc)
-            raise
-        else:
-            with anyio.CancelScope(shield=True):
-                logger.info("waiting for application shutdown")
-                await self._leave_lifespan(context, None)
+                await self._leave_lifespan(context)
 
-    async def _leave_lifespan(
-        self, context: AbstractAsyncContextManager[Any], error: BaseException | None
-    ) -> None:
+    async def _leave_lifespan(self, context: AbstractAsyncContextManager[Any]) -> None:
+        # Left as after a clean run even when consuming failed: the error is the
+        # consumer's, and the lifespan's shutdown code (closing a pool) must run.
         try:
-            await context.__aexit__(
-                type(error) if error else None, error, error.__traceback__ if error else None
-            )
+            await context.__aexit__(None, None, None)
         except Exception as exc:
             logger.error("application shutdown failed: %s", describe_error(exc))
         else:

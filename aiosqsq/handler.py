@@ -190,8 +190,10 @@ _SUPPORTED = (
 def _decoder(
     name: str, payload_name: str | None, annotation: Any, *, batch: bool, envelope: str | None
 ) -> Decoder:
+    if payload_name is None:  # no payload asked for: any body will do, none is parsed
+        return Decoder.for_annotation(str)
     item = annotation
-    if batch and payload_name is not None:
+    if batch:
         if typing.get_origin(annotation) is not list:
             raise HandlerSignatureError(
                 f"handler {name}: a batch handler gets its payloads as a list: annotate "

@@ -14,6 +14,7 @@ from typing import Any, Self
 from aiosqsq.backends import create_backend
 from aiosqsq.backends.base import (
     MAX_DELAY_S,
+    MAX_MESSAGE_ATTRIBUTES,
     MAX_MESSAGE_BYTES,
     DeleteEntry,
     MessageAttributes,
@@ -222,6 +223,11 @@ def build_send_entry(
     if not 0 <= delay_s <= MAX_DELAY_S:
         raise ValueError(f"delay_s={delay_s!r}: SQS allows 0 to {MAX_DELAY_S} seconds")
     body = encode(payload)
+    if attributes and len(attributes) > MAX_MESSAGE_ATTRIBUTES:
+        raise ValueError(
+            f"the message has {len(attributes)} message attributes; SQS allows "
+            f"{MAX_MESSAGE_ATTRIBUTES} (send middleware counts: it may have added some)"
+        )
     message_attributes = encode_attributes(attributes or {})
     size = message_size(body, message_attributes)
     if size > MAX_MESSAGE_BYTES:

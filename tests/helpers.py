@@ -10,6 +10,7 @@ from collections.abc import Callable
 import anyio
 
 from aiosqsq import App, QueueSettings
+from aiosqsq.app import Lifespan
 from aiosqsq.backends.memory import MemoryBackend
 
 
@@ -34,10 +35,12 @@ async def make_queue(
     return await backend.create_queue(f"{name}{suffix}", attributes)
 
 
-def make_app(backend: MemoryBackend, **settings: object) -> App:
+def make_app(
+    backend: MemoryBackend, *, lifespan: Lifespan | None = None, **settings: object
+) -> App:
     options: dict[str, object] = {"backend": "memory", "sqs_queue_url": "jobs"}
     options.update(settings)
-    return App(QueueSettings(**options), backend=backend)
+    return App(QueueSettings(**options), backend=backend, lifespan=lifespan)
 
 
 async def eventually(predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
