@@ -17,11 +17,12 @@ code  name                    meaning
 5     ``QUEUE_ACCESS_LOST``   the queue backend refused to go on: the queue does not exist,
                               access was denied, the credentials are invalid or expired
 6     ``WORKERS_KEEP_DYING``  ``--workers``: children died too often; the supervisor gave up
+7     ``STARTUP_FAILED``      the app's lifespan raised before it yielded: nothing was received
 ====  ======================  ==================================================================
 
 A graceful stop on SIGINT or SIGTERM exits 0, not 130 or 143; a process killed by a signal
 it cannot handle (SIGKILL) reports what the shell makes of it (137). Under ``--workers``, a
-worker exiting with 2, 3, 4 or 5 stops every worker and the supervisor exits with that
+worker exiting with 2, 3, 4, 5 or 7 stops every worker and the supervisor exits with that
 code: restarting cannot fix those.
 """
 
@@ -43,6 +44,7 @@ class ExitCode(IntEnum):
     CONFIGURATION = 4
     QUEUE_ACCESS_LOST = 5
     WORKERS_KEEP_DYING = 6
+    STARTUP_FAILED = 7
 
     @property
     def meaning(self) -> str:
@@ -58,6 +60,7 @@ _MEANINGS = {
     ExitCode.CONFIGURATION: "configuration error",
     ExitCode.QUEUE_ACCESS_LOST: "lost access to the queue",
     ExitCode.WORKERS_KEEP_DYING: "workers keep dying",
+    ExitCode.STARTUP_FAILED: "the app's startup failed",
 }
 
 # Exits that a restart cannot fix: the same code, settings and credentials fail again.
@@ -67,6 +70,7 @@ PERMANENT = frozenset(
         ExitCode.APP_NOT_LOADED,
         ExitCode.CONFIGURATION,
         ExitCode.QUEUE_ACCESS_LOST,
+        ExitCode.STARTUP_FAILED,
     }
 )
 

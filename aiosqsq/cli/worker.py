@@ -22,7 +22,7 @@ from types import FrameType
 
 import anyio
 
-from aiosqsq.errors import BackendError, ConfigurationError
+from aiosqsq.errors import BackendError, ConfigurationError, StartupError
 from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import AppLoadError, Target, load_app
 
@@ -56,6 +56,8 @@ def run_worker(target: Target, *, app_dir: str, factory: bool, burst: bool) -> E
     except AppLoadError as exc:
         logger.error("%s", exc, exc_info=exc.cause)
         return ExitCode.APP_NOT_LOADED
+    except StartupError:
+        return ExitCode.STARTUP_FAILED  # the app logged its one line: what startup raised
     except (ConfigurationError, BackendError) as exc:
         return exit_for(exc, logger)
     except Exception:
