@@ -9,11 +9,12 @@ refused: the memory backend's queues live inside the process that made them, so 
 process cannot see them.
 
 Results go to standard output; errors, warnings and progress bars to standard error (the
-bars only on a terminal).
+bars only on a terminal). Tables written to a pipe or a file are not squeezed to 80 columns.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -37,6 +38,8 @@ T = TypeVar("T")
 # Stands in for QUEUE_SQS_QUEUE_URL, which QueueSettings requires with QUEUE_BACKEND=sqs;
 # no operator command reads it (SQSBackend reads it only for a region in an AWS URL).
 _NO_DEFAULT_QUEUE: Final = "-"
+
+_PIPE_WIDTH: Final = 10_000  # columns for a table written to a pipe: no line is folded
 
 # The exit status of an operator command that did part of its work: some messages were not
 # sent or moved (the summary names them), or the user declined to go on.
@@ -114,8 +117,12 @@ def fail(message: str, code: int) -> int:
 
 
 def out() -> Console:
-    """Standard output, for tables."""
-    return Console(soft_wrap=False)
+    """Standard output, for tables: as wide as the terminal, or, when it is a pipe or a file
+    (and COLUMNS is not set), as wide as the table needs, so that no id is wrapped."""
+    console = Console(soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH
+    return console
 
 
 def progress_bar() -> Progress:

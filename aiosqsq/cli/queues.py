@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -181,7 +182,12 @@ def _check_name(name: str, fifo: bool, what: str) -> None:
 @queues.command(epilog=EXIT_CODES)
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts (--watch: one line each).")
-@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Refresh every --interval seconds until Ctrl-C; to a pipe or a file, a table at each "
+    "refresh, after the time it was read (UTC, ISO 8601).",
+)
 @click.option(
     "--interval",
     "interval_s",
@@ -219,7 +225,10 @@ def stats(
         console = out()
         if as_json or not console.is_terminal:  # a pipe or a file: one table or line each
             while True:
-                _show(await read_stats(admin, urls, age=False), as_json=as_json, age=False)
+                rows = await read_stats(admin, urls, age=False)
+                if not as_json:  # when each table was read
+                    click.echo(datetime.now(UTC).isoformat(timespec="seconds"))
+                _show(rows, as_json=as_json, age=False)
                 await anyio.sleep(interval_s)
         with Live(console=console, auto_refresh=False) as live:
             while True:

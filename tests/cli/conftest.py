@@ -62,9 +62,11 @@ class MotoQueues:
         self._created.append(url)
         return url
 
-    def create_plain(self, attributes: dict[str, str] | None = None) -> str:
-        """A queue of a new name with ``attributes`` and no dead-letter queue."""
-        name = f"cli-{uuid.uuid4().hex[:10]}" + (
+    def create_plain(
+        self, attributes: dict[str, str] | None = None, *, name: str | None = None
+    ) -> str:
+        """A queue with ``attributes`` and no dead-letter queue, named ``name`` or anew."""
+        name = name or f"cli-{uuid.uuid4().hex[:10]}" + (
             ".fifo" if (attributes or {}).get("FifoQueue") == "true" else ""
         )
         url = self._call(lambda backend: backend.create_queue(name, attributes))

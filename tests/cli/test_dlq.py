@@ -100,6 +100,20 @@ def test_inspect_prints_attributes_literally_with_control_characters_escaped(
     assert not {"\r", "\x9b", "\x1b"} & set(table)
 
 
+def test_inspect_to_a_pipe_keeps_each_id_and_body_on_one_line(
+    moto_queues: MotoQueues, sqs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    url = moto_queues.create_plain()
+    body = json.dumps({"order": "x" * 40})  # 55 characters: shown whole
+    moto_queues.send(url, [body])
+    result = run_cli("dlq", "inspect", _name(url), env=sqs_env)
+    assert result.returncode == ExitCode.OK, result.stderr
+    (message,) = moto_queues.receive_all(url)
+    (row,) = [line for line in result.stdout.splitlines() if message.message_id in line]
+    assert body in row
+
+
 def test_inspect_an_empty_and_a_missing_queue(
     moto_queues: MotoQueues, sqs_env: dict[str, str]
 ) -> None:

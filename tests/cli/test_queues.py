@@ -251,3 +251,26 @@ def test_a_second_purge_within_a_minute_names_sqs_rule(
             "still be deleting messages; try again in a minute"
         ],
     )
+
+
+def test_piped_tables_are_not_squeezed_and_watch_stamps_each_refresh(
+    moto_queues: MotoQueues, sqs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    url = moto_queues.create_plain({"VisibilityTimeout": "30"})
+    long_name = f"{_name(url)}-" + "x" * 60  # 75 characters: SQS allows 80
+    long_url = moto_queues.create_plain(name=long_name)
+
+    table = run_cli("queues", "stats", _name(url), long_name, env=sqs_env)
+    assert table.returncode == ExitCode.OK, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == [_name(url), long_name]  # each on one line
+    assert moto_queues.depth(long_url).visible == 0
+
+    args = ("queues", "stats", _name(url), "--watch", "--interval", "0.5")
+    with CliProcess(*args, env=sqs_env) as watching:
+        stamps = watching.wait_for(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", count=2)
+        watching.send_signal(signal.SIGINT)
+        assert watching.wait() == ExitCode.OK
+    assert stamps[0] <= stamps[1]
+    assert watching.output.count(_name(url)) >= 2  # a table after each stamp
