@@ -28,7 +28,7 @@ def test_exit_codes_are_documented_in_help() -> None:
     assert result.returncode == 0
     table = result.stdout.split("Exit codes:\n", 1)[1]
     assert table.splitlines() == [f"    {code.value}  {code.meaning}" for code in ExitCode]
-    assert [code.value for code in ExitCode] == [0, 1, 2, 3, 4, 5, 6]
+    assert [code.value for code in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 7]
 
 
 def test_reload_with_workers_is_bad_usage() -> None:
