@@ -8,7 +8,7 @@ do the rest.
 
 The operator commands: ``queues`` (create, stats, purge), ``send_command``, ``dlq``
 (inspect, redrive), on what ``ops`` shares (settings, exit statuses, output) and
-``queue_stats``, ``peek``, ``batch_sender`` and ``redrive`` do their work.
+``queue_stats``, ``peek``, ``jsonl_file``, ``batch_sender`` and ``redrive`` do their work.
 """
 
 from aiosqsq.cli.command import main
