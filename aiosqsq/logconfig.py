@@ -103,6 +103,15 @@ class _TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S")
 
+    def format(self, record: logging.LogRecord) -> str:
+        # logging caches a record's traceback text in exc_text: one cached by another
+        # handler's formatter would be written here unescaped. Format it here, every time.
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(scrub(record.message))
         return super().formatMessage(record)

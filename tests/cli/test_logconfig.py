@@ -4,6 +4,7 @@ wire logs unless asked."""
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
 import os
@@ -140,6 +141,25 @@ def test_text_lines_cannot_be_forged_by_a_handlers_exception(
     assert all(line.startswith("  ") for line in block)  # one indented block
     # Python writes a note's lines as lines of their own: they stay in the block
     assert block[-3:] == [f"  RuntimeError: {ESCAPED}", "  note\\x1b[31m", "  red"]
+
+
+def test_a_traceback_another_handler_formatted_first_is_escaped_all_the_same(
+    stderr: Callable[[], str],
+) -> None:
+    configure_logging("info", "text")
+    other = logging.StreamHandler(io.StringIO())  # a plain formatter, added by someone else
+    logger = logging.getLogger("aiosqsq.engine.consumer")
+    logger.addHandler(other)
+    try:
+        try:
+            _fail_handler()
+        except RuntimeError as exc:
+            _log_handler_failure(exc)
+    finally:
+        logger.removeHandler(other)
+    text = stderr()
+    assert len(records(text)) == 1
+    assert text.splitlines()[-1] == f"  RuntimeError: {ESCAPED}"
 
 
 def test_a_chained_exception_group_stays_one_indented_block(stderr: Callable[[], str]) -> None:
