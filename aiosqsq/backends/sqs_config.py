@@ -35,7 +35,7 @@ class SQSConfig:
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
-    transport: Transport = "botocore"
+    transport: Transport = "lean"
 
 
 class SQSConfigSource(Protocol):

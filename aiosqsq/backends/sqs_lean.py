@@ -1,8 +1,8 @@
 """The lean SQS transport: the calls made per message without botocore's per-call work.
 
 ``ReceiveMessage``, ``DeleteMessageBatch``, ``ChangeMessageVisibilityBatch`` and
-``SendMessageBatch`` (the backend uses no single-message form) go out as botocore would send them in SQS's
-JSON protocol (``X-Amz-Target: AmazonSQS.<Action>``, ``Content-Type:
+``SendMessageBatch`` (the backend uses no single-message form) go out as botocore would
+send them in SQS's JSON protocol (``X-Amz-Target: AmazonSQS.<Action>``, ``Content-Type:
 application/x-amz-json-1.0``, ``x-amzn-query-mode: true``, the same field names, blobs in
 base64), signed with SigV4 (:mod:`aiosqsq.backends.sigv4`), with bodies written and read
 by orjson. Everything that decides *where* and *as whom* comes from the botocore client
@@ -23,7 +23,8 @@ JSON parser would produce, ``EndpointConnectionError``, ``ReadTimeoutError``, ..
 backend translates both transports in one place. Retries follow botocore's ``standard``
 mode: the same retryable codes, statuses and exceptions, ``random() * min(2 ** (n - 1),
 20)`` seconds between attempts, and a retry quota. Nothing here logs key material: the
-debug line per request names the action, sizes, status and time only.
+debug line per request (a wire log, written only with the HTTP client's wire logs on, as
+``--wire-debug`` does) names the action, sizes, status and time only.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ from yarl import URL
 from aiosqsq.backends.sigv4 import SigV4Signer
 
 logger = logging.getLogger(__name__)
+# The line per request is a wire log: written only when the HTTP client's own wire logs
+# are on (``--wire-debug`` turns them on; without it they stay at INFO).
+_WIRE = logging.getLogger("aiohttp.client")
 
 #: The operations this transport sends; every other one stays on botocore.
 OPERATIONS: Final = frozenset(
@@ -289,7 +293,7 @@ class LeanTransport:
                 response_headers: Mapping[str, str] = response.headers
         except Exception as exc:
             raise _connection_error(exc, self._url_text, self._proxy) from None
-        if logger.isEnabledFor(logging.DEBUG):
+        if _WIRE.isEnabledFor(logging.DEBUG) and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s: %d bytes sent, HTTP %d, %d bytes back in %.1f ms",
                 target,

@@ -34,6 +34,7 @@ from aiosqsq.errors import (
 )
 from aiosqsq.settings import QueueSettings
 from tests.backends.contract import BackendContract
+from tests.backends.loopback import serve
 
 # Sentinel credentials: none of these strings may ever show up in a repr, an exception or
 # a log line (a masked key id, first 4 characters, is fine).
@@ -583,18 +584,9 @@ class _FaultServer:
 
 @pytest.fixture
 async def fault_server() -> AsyncIterator[_FaultServer]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = _FaultServer(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
+    server = _FaultServer("")
+    async with serve(server.handle) as server.endpoint_url:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

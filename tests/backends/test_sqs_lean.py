@@ -17,7 +17,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from aiosqsq.backends.sqs import SQSBackend
 from aiosqsq.backends.sqs_config import SQSConfig, Transport
 from aiosqsq.backends.sqs_lean import parse_error, parse_response
 from aiosqsq.errors import AccessError
+from tests.backends.loopback import serve
 from tests.moto_server import start_moto_server
 
 KEY_ID = "ASIALEANEQUIVALENCE42"
@@ -92,18 +92,10 @@ class RecordingServer:
 
 @pytest.fixture
 async def recorder() -> AsyncIterator[RecordingServer]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = RecordingServer(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    app = web.Application(client_max_size=4 * MAX_MESSAGE_BYTES)
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
+    server = RecordingServer("")
+    async with serve(server.handle, client_max_size=4 * MAX_MESSAGE_BYTES) as url:
+        server.endpoint_url = url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
