@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from aiosqsq.backends.base import QueueBackend
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.engine.batch import BatchConsumer
+from aiosqsq.engine.burst import BurstTracker
 from aiosqsq.engine.config import ConsumerConfig
 from aiosqsq.engine.consumer import Consumer, connections_needed, describe_error
 from aiosqsq.engine.settle import Fate, Observer
@@ -586,6 +587,11 @@ class App:
                 consumer.info.dead_letter_queue_url or "none",
             )
         watchdog = LoopWatchdog([spec.func.__code__ for spec in self._handlers])
+        tracker = (
+            BurstTracker(self.stop, loops=sum(c.config.pollers for c in consumers))
+            if burst
+            else False
+        )
         try:
             async with anyio.create_task_group() as watching:
                 watching.start_soon(watchdog.run)
@@ -593,7 +599,7 @@ class App:
                     for consumer in consumers:
                         if self._stopping:
                             consumer.stop()
-                        tg.start_soon(partial(consumer.run, burst=burst))
+                        tg.start_soon(partial(consumer.run, burst=tracker))
                 watching.cancel_scope.cancel()
         finally:
             stats = Statistics()

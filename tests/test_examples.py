@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
+from aiosqsq.testing import AppTester
 from examples import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +85,32 @@ async def test_embedded_service_consumes_in_its_lifespan() -> None:
         stop.set()
         await server
     assert sorted(order["id"] for order in embedded.processed) == list(range(5))
+
+
+async def test_the_service_example_runs_every_part(caplog: pytest.LogCaptureFixture) -> None:
+    """examples/service: lifespan, router, middleware and a batch handler together, on the
+    memory backend (its default)."""
+    from examples.service.app import app
+
+    tester = AppTester(app)
+    await tester.send({"id": 1, "sku": "A-1", "email": "a@example.com"})
+    await tester.send({"id": 2, "sku": "backorder", "email": "b@example.com"})
+    await app.send_batch([{"kind": "t", "value": 1.5}, {"kind": "t", "value": -1}], "events")
+    with caplog.at_level(logging.INFO):
+        drained = await tester.drain()
+
+    # order 1, the e-mail it sent (through the router), the good event
+    assert sorted(m.queue_url.rsplit("/", 1)[-1] for m in drained.succeeded) == [
+        "default",
+        "emails",
+        "events",
+    ]
+    # the back-ordered order (Retry) and the negative event (returned by the batch handler)
+    assert sorted(m.queue_url.rsplit("/", 1)[-1] for m in drained.retried) == [
+        "default",
+        "events",
+    ]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("e-mail message ") for m in messages) == 1  # router middleware
+    assert sum(m.startswith("handled ") for m in messages) == 4  # app middleware, per call
+    assert "application shutdown complete" in messages

@@ -40,6 +40,7 @@ from aiosqsq.backends.base import (
 from aiosqsq.codec import PayloadError
 from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
 from aiosqsq.engine.backoff import visibility_left_s
+from aiosqsq.engine.burst import BurstTracker
 from aiosqsq.engine.config import ConsumerConfig
 from aiosqsq.engine.heartbeat import Heartbeat
 from aiosqsq.engine.poller import Pollers
@@ -155,7 +156,6 @@ class Consumer:
             hold_limit=self.hold_limit,
             stopping=self._stop,
             deliver=self._start,
-            end_burst=self.stop,
         )
         self._pool: Pool[Any]
 
@@ -177,9 +177,10 @@ class Consumer:
             self._slots.close()
             self.registry.wake()
 
-    async def run(self, *, burst: bool = False) -> None:
+    async def run(self, *, burst: bool | BurstTracker = False) -> None:
         """Consume until :meth:`stop` (or, with ``burst``, until the queue is empty and
-        nothing is held). Cancelling it hands every held message back before it ends.
+        nothing is held; an app passes the tracker all its consumers share).
+        Cancelling it hands every held message back before it ends.
 
         Raises the error that made consuming impossible: a refused receive (access
         denied, a missing queue), or an :class:`~aiosqsq.errors.AccessError` on a delete
@@ -205,7 +206,7 @@ class Consumer:
             self._access_error = exc
             self.stop()
 
-    async def _consume(self, burst: bool) -> None:
+    async def _consume(self, burst: bool | BurstTracker) -> None:
         async with anyio.create_task_group() as handlers:
             self._pool = Pool(handlers, self._work, size=self.config.concurrency)
             self._consuming(handlers)
@@ -236,9 +237,11 @@ class Consumer:
     def _consuming(self, task_group: TaskGroup) -> None:
         """Start what runs beside the handlers while consuming (a batch consumer's timer)."""
 
-    async def _run_pollers(self, burst: bool) -> None:
+    async def _run_pollers(self, burst: bool | BurstTracker) -> None:
+        if burst is True:
+            burst = BurstTracker(self.stop, loops=self.config.pollers)
         try:
-            await self._pollers.run(burst=burst)
+            await self._pollers.run(burst=burst or None)
         finally:
             self.stop()  # a refused receive ends consuming: the others stop too
 

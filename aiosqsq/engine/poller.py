@@ -16,6 +16,7 @@ import anyio
 
 from aiosqsq.backends.base import MAX_RECEIVE_MESSAGES, QueueBackend, QueueInfo, QueueMessage
 from aiosqsq.engine.backoff import retry_delay_s
+from aiosqsq.engine.burst import BurstTracker
 from aiosqsq.engine.config import ConsumerConfig
 from aiosqsq.engine.registry import InFlightRegistry
 from aiosqsq.engine.slots import Slots
@@ -40,7 +41,6 @@ class Pollers:
         hold_limit: int,
         stopping: anyio.Event,
         deliver: Callable[[list[QueueMessage]], None],
-        end_burst: Callable[[], None],
     ) -> None:
         self._backend = backend
         self._info = info
@@ -50,20 +50,18 @@ class Pollers:
         self._hold_limit = hold_limit
         self._stopping = stopping
         self._deliver = deliver  # registers and starts what a receive brought
-        self._end_burst = end_burst
         self._reserved = 0  # slots reserved by pollers for a receive in progress
-        self._receiving = 0  # pollers inside a receive call right now
-        self.received = 0  # messages ever received: tells burst mode about activity
 
-    async def run(self, *, burst: bool = False) -> None:
-        """Receive until stopped (with ``burst``: until the queue is found empty while
-        nothing is held, then call ``end_burst``). A refused receive (access denied, a
-        missing queue) is raised; transient failures are retried with backoff."""
+    async def run(self, *, burst: BurstTracker | None = None) -> None:
+        """Receive until stopped; with ``burst``, report each receive to it (it stops the
+        app once every queue was found empty at once). A refused receive (access denied,
+        a missing queue) is raised; transient failures are retried with backoff."""
         async with anyio.create_task_group() as loops:
             for _ in range(self._config.pollers):
                 loops.start_soon(self._poll, burst)
 
-    async def _poll(self, burst: bool) -> None:
+    async def _poll(self, burst: BurstTracker | None) -> None:
+        loop = burst.add_loop() if burst is not None else 0
         failures = 0
         attempt_id: str | None = None
         wait_time_s: float = self._config.wait_time_s
@@ -77,8 +75,9 @@ class Pollers:
                 return
             if self._info.fifo and attempt_id is None:
                 attempt_id = uuid.uuid4().hex  # reused on retry: SQS returns the same batch
-            idle_before = self.received if not self._registry else None
-            self._receiving += 1
+            # an empty answer means "drained" only if nothing was held when it was asked:
+            # a message handed back meanwhile may not have been visible to it yet
+            stamp = burst.activity if burst is not None and not self._registry else None
             try:
                 messages = await self._backend.receive(
                     self._info.url,
@@ -103,24 +102,22 @@ class Pollers:
                 self._slots.release(reserved)  # cancelled (shutdown): nothing was received
                 raise
             finally:
-                self._receiving -= 1
                 self._reserved -= reserved
             failures, attempt_id = 0, None
             self._slots.release(reserved - len(messages))
-            self.received += len(messages)
-            self._deliver(messages)
             if messages:
+                if burst is not None:
+                    burst.received(loop)
+                self._deliver(messages)
                 continue
-            if not burst:
-                if wait_time_s == 0:  # short polling an empty queue: do not spin
-                    await anyio.sleep(_SHORT_POLL_PAUSE_S)
+            if burst is not None and self._registry:
+                # The queue looks empty but held messages may come back: wait for them.
+                await self._registry.wait_empty()
                 continue
-            if idle_before == self.received and not self._registry:
-                if not self._receiving:
-                    self._end_burst()  # the last poller to find the queue empty ends it
-                return  # others are still receiving: the last of them decides
-            # The queue looks empty but held messages may come back: wait for them.
-            await self._registry.wait_empty()
+            if burst is not None and stamp is not None:
+                burst.found_empty(loop, stamp)  # may end the burst: the loop then ends
+            if wait_time_s == 0 and not self._stopping.is_set():
+                await anyio.sleep(_SHORT_POLL_PAUSE_S)  # short polling: do not spin
 
     async def _reserve(self, most: int) -> int:
         """Reserve slots for one receive, within the hold limit; 0 once stopping.

@@ -1,0 +1,1 @@
+"""A service-shaped aiosqsq app: ``aiosqsq run examples.service.app:app``."""
