@@ -25,6 +25,7 @@ from aiosqsq.cli.ops import (
     out,
     progress_bar,
     run_operation,
+    say,
     shown,
 )
 from aiosqsq.cli.peek import HOLD_S, peeking
@@ -253,6 +254,6 @@ def _report(tally: MoveTally, name: str) -> int:
     if not tally.refused:
         return ExitCode.OK
     for message_id, reason in tally.refused.items():
-        click.echo(f"refused: {message_id}: {reason}", err=True)
+        say(f"refused: {message_id}: {reason}")
     refused = list(tally.refused)
     return fail(f"{count(len(refused))} not moved, still in {name}: {shown(refused)}", INCOMPLETE)

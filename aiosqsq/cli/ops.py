@@ -108,12 +108,16 @@ def run_operation(
 
 
 def fail(message: str, code: int) -> int:
-    """Print ``Error: message`` on standard error and return ``code``.
-
-    ``message`` may quote a server's answer or a setting: secrets in it are masked
-    (:func:`~aiosqsq.redaction.scrub`) and control characters escaped."""
-    click.echo(f"Error: {escape_controls(scrub(message))}", err=True)
+    """Print ``Error: message`` on standard error (as :func:`say` does) and return ``code``."""
+    say(f"Error: {message}")
     return code
+
+
+def say(message: str) -> None:
+    """Print one line on standard error. ``message`` may quote a server's answer or a
+    setting: secrets in it are masked (:func:`~aiosqsq.redaction.scrub`) and control
+    characters escaped."""
+    click.echo(escape_controls(scrub(message)), err=True)
 
 
 def out() -> Console:

@@ -18,7 +18,16 @@ from aiosqsq.backends.base import MAX_DELAY_S, SendEntry
 from aiosqsq.backends.limits import pack
 from aiosqsq.cli import jsonl_file
 from aiosqsq.cli.batch_sender import send_batch
-from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, progress_bar, run_operation, shown
+from aiosqsq.cli.ops import (
+    EXIT_CODES,
+    INCOMPLETE,
+    count,
+    fail,
+    progress_bar,
+    run_operation,
+    say,
+    shown,
+)
 from aiosqsq.control_chars import escape_controls
 from aiosqsq.exit_codes import ExitCode
 
@@ -154,7 +163,7 @@ def _report(tally: _Tally, name: str) -> int:
         click.echo(f"sent {count(tally.sent)} to {name}")
         return ExitCode.OK
     for label, reason in tally.refused:
-        click.echo(f"refused: {label}: {reason}", err=True)
+        say(f"refused: {label}: {reason}")
     click.echo(f"sent {tally.sent} of {tally.total} messages to {name}")
     refused = [label for label, _ in tally.refused]
     return fail(f"{count(len(refused))} not sent: {shown(refused)}", INCOMPLETE)
