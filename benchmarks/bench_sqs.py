@@ -85,7 +85,7 @@ VISIBILITY_TIMEOUT_S = 60  # far above a drain's length: no redelivery by timeou
 DEFAULT_OUTPUT = HERE / "results" / "sqs.json"
 TARGET_THROUGHPUT_RATIO = 1.0  # aiosqsq msg/s >= 1.0x the best hand loop's
 TARGET_REQUESTS_PER_MESSAGE = 0.21  # 1 receive + 1 delete batch per 10 messages is 0.20
-TARGET_CPU_RATIO = 1.1  # aiosqsq CPU/msg <= 1.1x the best hand loop's
+TARGET_CPU_RATIO = 0.35  # aiosqsq (lean transport) CPU/msg <= 0.35x the best hand loop's
 WARMUP_MESSAGES = 2_000
 SPEED_SPREAD = 1.15  # slowest / fastest spin() above which the run is flagged
 PROXY_START_TIMEOUT_S = 10.0
@@ -107,11 +107,14 @@ class Consumer:
     attributes: bool = False  # the hand loop asks for aiosqsq's attributes (a diagnostic)
     pollers: int | None = None  # aiosqsq's QUEUE_POLLERS; None: its default
     source: Path | None = None  # a directory holding another aiosqsq package (A/B runs)
+    transport: str = "lean"  # aiosqsq's QUEUE_SQS_TRANSPORT
 
     @property
     def label(self) -> str:
         if self.kind == "aiosqsq":
             label = "aiosqsq" if self.pollers is None else f"aiosqsq pollers={self.pollers}"
+            if self.transport != "lean":
+                label += f" {self.transport}"
             return label if self.source is None else f"{label} @{self.source.name}"
         return f"hand K={self.k}" + (" +attrs" if self.attributes else "")
 
@@ -124,18 +127,9 @@ class ProxyProcess:
     connection."""
 
     def __init__(self, upstream_url: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "sqs_proxy.py"), "--upstream", upstream_url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+        self.process, self.port = start_server(
+            "the counting proxy", HERE / "sqs_proxy.py", "--upstream", upstream_url
         )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], PROXY_START_TIMEOUT_S)
-        line = self.process.stdout.readline() if ready else b""
-        if not line.strip().isdigit():
-            self.stop()
-            raise BenchmarkError(f"the counting proxy did not start (it said {line!r})")
-        self.port = int(line)
         self.url = f"http://127.0.0.1:{self.port}"
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
@@ -163,16 +157,36 @@ class ProxyProcess:
             self._stream = None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
+        stop_server(self.process)
+
+
+def start_server(what: str, script: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``script`` (a server that prints the port it listens on, and exits when its
+    stdin closes) as a child process; return it and its port."""
+    process = subprocess.Popen(
+        [sys.executable, str(script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], PROXY_START_TIMEOUT_S)
+    line = process.stdout.readline() if ready else b""
+    if not line.strip().isdigit():
+        stop_server(process)
+        raise BenchmarkError(f"{what} did not start (it said {line!r})")
+    return process, int(line)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child of :func:`start_server`: SIGTERM, then SIGKILL after 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 # --- producing -----------------------------------------------------------------------
@@ -293,6 +307,8 @@ async def drain(
                 command.append("--attributes")
             if consumer.pollers is not None:
                 command += ["--pollers", str(consumer.pollers)]
+            if consumer.kind == "aiosqsq" and consumer.source is None:
+                command += ["--transport", consumer.transport]
             if samples is not None:
                 command += ["--sample-cpu", str(samples)]
             child = await asyncio.create_subprocess_exec(
@@ -523,11 +539,11 @@ async def benchmark(
             best = compare(summaries)["best_hand_loop"]
             profiles = {}
             for consumer in consumers:
-                if consumer.label not in ("aiosqsq", best):
+                if consumer.label not in ("aiosqsq", "aiosqsq botocore", best):
                     continue
                 dump_dir = args.profile_dir or Path(tempfile.mkdtemp(prefix="sqs-profile-"))
                 dump_dir.mkdir(parents=True, exist_ok=True)
-                dump = dump_dir / f"{consumer.kind}{consumer.k or ''}.txt"
+                dump = dump_dir / f"{queue_name('profile', consumer)}.txt"
                 result = await drain(
                     client,
                     proxy,
@@ -554,6 +570,7 @@ def queue_name(prefix: str, consumer: Consumer) -> str:
         ("-attrs" if consumer.attributes else "")
         + (f"-p{consumer.pollers}" if consumer.pollers else "")
         + (f"-{_QUEUE_NAME_UNSAFE.sub('', consumer.source.name)[:20]}" if consumer.source else "")
+        + (f"-{consumer.transport}" if consumer.kind == "aiosqsq" else "")
     )
     return f"{prefix}-{consumer.kind}{consumer.k}{suffix}"
 
@@ -710,6 +727,7 @@ def main() -> None:
         parser.error("--aiosqsq-source: each directory must hold an aiosqsq/ package")
     consumers = [
         Consumer("aiosqsq"),
+        Consumer("aiosqsq", transport="botocore"),
         *(Consumer("aiosqsq", pollers=p) for p in pollers),
         *(Consumer("aiosqsq", source=d) for d in sources),
         *(Consumer("hand", k) for k in ks),

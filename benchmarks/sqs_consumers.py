@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/sqs_consumers.py aiosqsq --endpoint URL --queue-url URL \
         --messages N --ids-out PATH [--concurrency C] [--wait-time-s W] [--sample-cpu PATH]
     .venv/bin/python benchmarks/sqs_consumers.py hand --k K ... (same options)
+    .venv/bin/python benchmarks/sqs_consumers.py produce-aiosqsq|produce-hand ... (a producer)
 
 Two consumers, each with a no-op handler that records the message body (its sequence
 number) and deletes every message it handles:
@@ -11,6 +12,11 @@ number) and deletes every message it handles:
   the queue's own visibility timeout; ``app.stop()`` once N deletes have succeeded.
 * ``hand``: the hand-written aiobotocore loop: K tasks, each ``receive_message(10, W s)``,
   the handler for each message, ``delete_message_batch`` of those; done at N deletes.
+
+``--transport lean|botocore`` picks aiosqsq's ``QUEUE_SQS_TRANSPORT``. Two producers send
+N messages (bodies "0" .. "N-1") in batches of 10, K batches in flight, and count the
+entries sent as the consumers count deletes: ``produce-aiosqsq`` through the SQS
+backend's ``send_batch``, ``produce-hand`` through aiobotocore's ``send_message_batch``.
 
 The measured window starts after the SQS client is built and has made one call (imports,
 client construction and the first connection are left out, for both), and ends when the
@@ -161,6 +167,7 @@ async def run_aiosqsq(args: argparse.Namespace, window: Window) -> dict[str, Any
         backend="sqs",
         sqs_queue_url=args.queue_url,
         sqs_endpoint_url=args.endpoint,
+        sqs_transport=args.transport,
         aws_region=REGION,
         concurrency=args.concurrency,
         pollers=args.pollers,  # None: aiosqsq's default, one per 10 slots, at most 4
@@ -182,21 +189,91 @@ async def run_aiosqsq(args: argparse.Namespace, window: Window) -> dict[str, Any
     return {
         "statistics": stats.summary(),
         "pollers": settings.pollers_for(settings.concurrency),
+        "transport": args.transport,
     }
 
 
-async def run_hand(args: argparse.Namespace, window: Window) -> dict[str, Any]:
+async def produce(
+    args: argparse.Namespace,
+    window: Window,
+    send: Callable[[list[tuple[str, str]]], Awaitable[int]],
+) -> None:
+    """Send bodies "0" .. "N-1" in batches of 10 (entry id, body), ``args.k`` in flight;
+    ``send`` returns how many entries succeeded."""
+    batches = [
+        [(_ENTRY_IDS[i - start], str(i)) for i in range(start, min(args.messages, start + 10))]
+        for start in range(0, args.messages, 10)
+    ]
+    cursor = iter(batches)
+
+    async def sender() -> None:
+        for batch in cursor:
+            sent = await send(batch)
+            window.handled.extend(int(body) for _, body in batch[:sent])
+            window.count_deletes(sent, len(batch) - sent)
+
+    async def all_senders() -> None:
+        await asyncio.gather(*(sender() for _ in range(args.k)))
+
+    await measured(window, all_senders())
+
+
+async def run_produce_aiosqsq(args: argparse.Namespace, window: Window) -> dict[str, Any]:
+    from pydantic import SecretStr
+
+    from aiosqsq.backends.base import SendEntry
+    from aiosqsq.backends.sqs import SQSBackend
+    from aiosqsq.backends.sqs_config import SQSConfig
+
+    config = SQSConfig(
+        endpoint_url=args.endpoint,
+        region=REGION,
+        access_key_id=SecretStr(CREDENTIALS["aws_access_key_id"]),
+        secret_access_key=SecretStr(CREDENTIALS["aws_secret_access_key"]),
+        transport=args.transport,
+    )
+    async with SQSBackend(config, max_connections=max(10, args.k + 2)) as backend:
+        await backend.get_queue_url(args.queue_url)  # builds the client: outside the window
+
+        async def send(batch: list[tuple[str, str]]) -> int:
+            entries = [SendEntry(entry_id, body) for entry_id, body in batch]
+            return len((await backend.send_batch(args.queue_url, entries)).successful)
+
+        await produce(args, window, send)
+    return {"k": args.k, "transport": args.transport}
+
+
+async def run_produce_hand(args: argparse.Namespace, window: Window) -> dict[str, Any]:
+    async with _hand_client(args) as client:
+        await client.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["QueueArn"])
+
+        async def send(batch: list[tuple[str, str]]) -> int:
+            entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in batch]
+            response = await client.send_message_batch(QueueUrl=args.queue_url, Entries=entries)
+            return len(response.get("Successful", []))
+
+        await produce(args, window, send)
+    return {"k": args.k}
+
+
+def _hand_client(args: argparse.Namespace) -> Any:
     import aioboto3  # type: ignore[import-untyped]
     from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 
-    done = asyncio.Event()
-    window.on_done = done.set
     config = AioConfig(
         connect_timeout=3,
         read_timeout=25,
         max_pool_connections=max(10, args.k + 2),
         retries={"mode": "standard", "total_max_attempts": 3},
     )
+    return aioboto3.Session().client(
+        "sqs", region_name=REGION, endpoint_url=args.endpoint, config=config, **CREDENTIALS
+    )
+
+
+async def run_hand(args: argparse.Namespace, window: Window) -> dict[str, Any]:
+    done = asyncio.Event()
+    window.on_done = done.set
     url = args.queue_url
     attributes: dict[str, Any] = {}
     if args.attributes:  # what aiosqsq's receive asks for (aiosqsq/backends/sqs.py)
@@ -204,9 +281,7 @@ async def run_hand(args: argparse.Namespace, window: Window) -> dict[str, Any]:
             "MessageSystemAttributeNames": list(AIOSQSQ_SYSTEM_ATTRIBUTES),
             "MessageAttributeNames": ["All"],
         }
-    async with aioboto3.Session().client(
-        "sqs", region_name=REGION, endpoint_url=args.endpoint, config=config, **CREDENTIALS
-    ) as client:
+    async with _hand_client(args) as client:
         await client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
 
         async def worker() -> None:
@@ -257,7 +332,12 @@ async def measured(window: Window, work: Awaitable[T]) -> T:
 async def drain(args: argparse.Namespace) -> dict[str, Any]:
     sampler = CpuSampler() if args.sample_cpu is not None else None
     window = Window(args.messages, sampler=sampler)
-    run = run_aiosqsq if args.consumer == "aiosqsq" else run_hand
+    run = {
+        "aiosqsq": run_aiosqsq,
+        "hand": run_hand,
+        "produce-aiosqsq": run_produce_aiosqsq,
+        "produce-hand": run_produce_hand,
+    }[args.consumer]
     extra: dict[str, Any] = {}
     try:
         async with asyncio.timeout(args.timeout_s):
@@ -281,7 +361,10 @@ def peak_rss_kib() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("consumer", choices=["aiosqsq", "hand"])
+    parser.add_argument("consumer", choices=["aiosqsq", "hand", "produce-aiosqsq", "produce-hand"])
+    parser.add_argument(
+        "--transport", choices=["lean", "botocore"], default="lean", help="aiosqsq's (lean)"
+    )
     parser.add_argument("--endpoint", required=True, help="the counting proxy's URL")
     parser.add_argument("--queue-url", required=True)
     parser.add_argument("--messages", type=int, required=True, help="N: done at N deletes")

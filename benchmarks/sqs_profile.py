@@ -26,6 +26,8 @@ count for their Python caller. Categories:
 * the asyncio event loop and its sockets (``asyncio``, ``selectors``: a send() on loopback
   also runs the receiving side of TCP in the kernel, on the sender's CPU time);
 * anyio: aiosqsq's task groups, cancel scopes and events (the hand loop does not use it);
+* aiosqsq's lean transport: its SigV4 signing (``sigv4.py``, with the hashlib and hmac
+  calls it makes) and the rest of it (``sqs_lean.py``: headers, orjson bodies, retries);
 * aiosqsq: the sqs backend (``aiosqsq/backends/``); aiosqsq: the engine and app (the rest);
 * the consumer's own code: the handler, the hand loop's body, the benchmark's counting
   (``sqs_consumers.py``).
@@ -56,6 +58,8 @@ BOTOCORE_REST = "botocore: rest (client, retries, utils)"
 AIOHTTP = "aiohttp"
 ASYNCIO = "asyncio event loop and sockets"
 ANYIO = "anyio (task groups, cancel scopes)"
+LEAN_SIGNING = "aiosqsq: lean SigV4 signing"
+LEAN = "aiosqsq: lean transport (requests, JSON)"
 BACKEND = "aiosqsq: sqs backend"
 ENGINE = "aiosqsq: engine and app"
 CONSUMER = "handler, hand loop, counting"
@@ -70,7 +74,18 @@ BOTOCORE = (
     ENDPOINT,
     BOTOCORE_REST,
 )
-CATEGORIES = (*BOTOCORE, AIOHTTP, ASYNCIO, ANYIO, BACKEND, ENGINE, CONSUMER, OTHER)
+CATEGORIES = (
+    *BOTOCORE,
+    AIOHTTP,
+    ASYNCIO,
+    ANYIO,
+    LEAN_SIGNING,
+    LEAN,
+    BACKEND,
+    ENGINE,
+    CONSUMER,
+    OTHER,
+)
 
 # First match wins: (category, path fragments).
 _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -93,6 +108,8 @@ _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (AIOHTTP, ("/aiohttp/", "/yarl/", "/multidict/", "/aiohappyeyeballs/", "/propcache/")),
     (ASYNCIO, ("/asyncio/", "/selectors.py")),
     (ANYIO, ("/anyio/", "/sniffio/")),
+    (LEAN_SIGNING, ("/aiosqsq/backends/sigv4.py",)),
+    (LEAN, ("/aiosqsq/backends/sqs_lean.py",)),
     (BACKEND, ("/aiosqsq/backends/",)),
     (ENGINE, ("/aiosqsq/",)),
     (CONSUMER, ("/sqs_consumers.py",)),
