@@ -129,7 +129,7 @@ def _send(
             raise click.UsageError(
                 f"queue {name!r} is a FIFO queue, which takes no per-message --delay"
             )
-        entries = (SendEntry(id, text, delay_s, {}, group_id) for id, text in bodies())
+        entries = (SendEntry(key, text, delay_s, {}, group_id) for key, text in bodies())
         try:
             with progress_bar() as progress:
                 task = progress.add_task(f"sending to {name}", total=total)
