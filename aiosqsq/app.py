@@ -36,6 +36,7 @@ from aiosqsq.middleware import (
     chain,
     check_middleware,
 )
+from aiosqsq.observability.runtime import instrument, observe
 from aiosqsq.pipeline import build_batch_process, build_process
 from aiosqsq.preflight import preflight
 from aiosqsq.router import Registration, Router, duplicate_message
@@ -95,6 +96,8 @@ class App:
     ) -> None:
         self.settings = settings if settings is not None else QueueSettings()
         self.service = QueueService(self.settings, backend=backend)
+        # Messages on a memory backend the settings chose reach no other process: say so.
+        self._memory_warning = backend is None and self.settings.backend == "memory"
         self._lifespan = lifespan
         self._resource_types = _yielded_types(lifespan)
         self._handlers: list[HandlerSpec] = []
@@ -102,6 +105,7 @@ class App:
         self._send_middleware: list[SendMiddleware] = []
         self._consumers: list[Consumer] = []
         self._finished = Statistics()
+        self._consumer_totals: dict[tuple[str, str], Statistics] = {}
         self._observers: list[Observer] = []
         self._stopping = False
         self._started = False
@@ -261,6 +265,31 @@ class App:
             )
         return spec
 
+    def use_backend(self, backend: QueueBackend) -> None:
+        """Consume and send through ``backend`` instead of the one the settings name,
+        keeping every other setting (:class:`~aiosqsq.testing.AppTester` passes a
+        MemoryBackend). Raises RuntimeError once the app has started."""
+        self._refuse_when_started("change the backend")
+        memory = isinstance(backend, MemoryBackend)
+        settings = self.settings.model_copy(update={"backend": "memory"}) if memory else None
+        self.service = QueueService(settings or self.settings, backend=backend)
+        self._memory_warning = False
+
+    def quiet_memory_warning(self) -> None:
+        """Do not warn that the memory backend reaches no other process (a test knows)."""
+        self._memory_warning = False
+
+    def _warn_if_in_memory(self) -> None:
+        if self._memory_warning:
+            self._memory_warning = False
+            logger.warning(
+                "QUEUE_BACKEND=memory: queues live inside this process only, so no other "
+                "process can send to or receive from them, and what is still queued is "
+                "lost when it exits. For SQS set QUEUE_BACKEND=sqs and "
+                "QUEUE_SQS_QUEUE_URL; for a local SQS run the worker with "
+                "'aiosqsq run APP --local'"
+            )
+
     def _refuse_when_started(self, what: str) -> None:
         if self._started:
             raise RuntimeError(f"cannot {what} once the app has started: do it before")
@@ -280,6 +309,7 @@ class App:
         """Send ``payload`` (str and bytes as is, anything else as JSON); return the
         MessageId. FIFO queues need ``group_id`` (and ``deduplication_id`` unless the
         queue deduplicates by content). Send middleware runs first."""
+        self._warn_if_in_memory()
         attributes = await self._outgoing(payload, queue, delay_s, attributes, group_id)
         return await self.service.enqueue(
             payload,
@@ -301,6 +331,7 @@ class App:
     ) -> list[str]:
         """Send many payloads in batches of up to 10 and 1 MiB; return their MessageIds
         in order. With send middleware, each message may carry attributes of its own."""
+        self._warn_if_in_memory()
         if not self._send_middleware:
             return await self.service.enqueue_batch(
                 payloads, queue, delay_s=delay_s, attributes=attributes, group_id=group_id
@@ -355,6 +386,20 @@ class App:
             live = live + consumer.statistics()
         return self._finished + live
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (the app is draining, or stopped)."""
+        return self._stopping
+
+    def consumer_statistics(self) -> dict[tuple[str, str], Statistics]:
+        """Each handler's counters since the app was created, by (queue name, handler
+        name): the consumers running now and those that ran before."""
+        totals = dict(self._consumer_totals)
+        for consumer in self._consumers:
+            key = (consumer.info.name, consumer.name)
+            totals[key] = totals.get(key, Statistics()) + consumer.statistics()
+        return totals
+
     def stop(self) -> None:
         """Begin a graceful stop: ``run()`` returns (``async with`` exits) when done."""
         self._stopping = True
@@ -403,9 +448,11 @@ class App:
             raise ConfigurationError(
                 "the app has no handlers: decorate an async function with @app.handler()"
             )
+        instrument(self)  # metrics, health, log context: aiosqsq.observability
         self._started = True
         self._stopping = False
-        async with self._lifespan_running():
+        self._warn_if_in_memory()
+        async with self._lifespan_running(), observe(self):
             consumers = await self._prepare()
             task_status.started()
             await self._run_consumers(consumers, burst)
@@ -605,6 +652,8 @@ class App:
             stats = Statistics()
             for consumer in consumers:
                 stats = stats + consumer.statistics()
+                key, totals = (consumer.info.name, consumer.name), self._consumer_totals
+                totals[key] = totals.get(key, Statistics()) + consumer.statistics()
             self._finished = self._finished + stats
             self._consumers = []
             logger.info("stopped after %.1f s: %s", time.monotonic() - started, stats.summary())

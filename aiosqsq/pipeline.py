@@ -121,7 +121,7 @@ def build_batch_process(
             failed: list[Message] = []
             for index in dict.fromkeys(owners):
                 if messages[index].message_id in failed_ids:
-                    outcomes[index] = Failed()
+                    outcomes[index] = Failed(error_class="ReturnedAsFailed")
                     failed.append(messages[index])
             return failed
 

@@ -88,7 +88,10 @@ class QueueService:
             except QueueNotFoundError:
                 if self.settings.backend != "memory":
                     raise
-                url = await self._create_memory_queue(name)
+                # an SQS URL on the memory backend (a test of an SQS app): its queue name
+                url = await self._create_memory_queue(
+                    name.rsplit("/", 1)[-1] if _is_url(name) else name
+                )
             self._remember(name, url)
         return url
 

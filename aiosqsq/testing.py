@@ -26,8 +26,8 @@ import anyio
 
 from aiosqsq.app import App
 from aiosqsq.backends.base import QueueDepth, QueueMessage, VisibilityEntry
+from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.engine.settle import Fate
-from aiosqsq.errors import ConfigurationError
 from aiosqsq.message import ERROR_ATTRIBUTE
 
 
@@ -47,12 +47,16 @@ class Drained:
 class AppTester:
     """Drives an :class:`~aiosqsq.App` on the memory backend from a test."""
 
-    def __init__(self, app: App) -> None:
-        if app.settings.backend != "memory":
-            raise ConfigurationError(
-                "AppTester needs the memory backend: build the app with "
-                'App(QueueSettings(backend="memory"))'
-            )
+    def __init__(self, app: App, *, backend: MemoryBackend | None = None) -> None:
+        """Run ``app`` on ``backend`` (a new MemoryBackend by default) instead of the
+        backend its settings name, keeping every other setting; an app already built on
+        a MemoryBackend keeps it."""
+        current = app.service.backend
+        if backend is None and isinstance(current, MemoryBackend):
+            backend = current
+        if backend is not current:
+            app.use_backend(backend or MemoryBackend())
+        app.quiet_memory_warning()
         self.app = app
 
     async def send(self, payload: Any, queue: str | None = None, **options: Any) -> str:

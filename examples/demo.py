@@ -128,7 +128,7 @@ async def demo(queues: QueueBackend, messages: int, **settings: Any) -> int:
     for message in dead:
         error = message.message_attributes.get("aiosqsq-error")
         reason = error.get("StringValue") if error else None
-        reason = reason or f"redriven by the queue after {info.max_receive_count} receives"
+        reason = reason or f"redriven by SQS after {info.max_receive_count} receives"
         print(f"  {message.message_id}  {message.body[:40]!r}  reason: {reason}")
     await backend.aclose()
 

@@ -29,11 +29,15 @@ def test_demo_runs_every_fate_and_exits_zero() -> None:
     assert done.returncode == 0, done.stderr
     assert "sent 120 orders and 1 malformed message" in done.stdout
     assert "succeeded=119" in done.stdout  # order 13 always fails
-    assert "dead_lettered=1" in done.stdout  # the malformed one, moved at once
+    # the malformed one, moved at once, and order 13, moved on its 5th and last receive
+    assert "dead_lettered=2" in done.stdout
     assert "retried=" in done.stdout
-    assert ": 2 message(s)" in done.stdout  # order 13 redriven + the malformed one
+    assert ": 2 message(s)" in done.stdout
     assert "reason: JSONDecodeError" in done.stdout
-    assert "redriven by the queue after 5 receives" in done.stdout
+    assert (
+        "reason: RuntimeError: failed on receive 5, the last the queue's maxReceiveCount (5) "
+        "allows" in done.stdout
+    )
 
 
 def test_demo_runs_over_the_embedded_sqs_server() -> None:

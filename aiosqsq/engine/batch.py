@@ -169,9 +169,9 @@ class BatchConsumer(Consumer):
                     self._timeout_s,
                     len(entries),
                 )
-                return Failed()
+                return Failed(error_class="HandlerTimeout")
         except Retry as retry:
-            return Failed(retry.delay_s)
+            return Failed(retry.delay_s, error_class="Retry")
         except PayloadError as error:  # a middleware re-raised it for the whole batch
             return BadPayload(error)
         except Exception as exc:
@@ -183,7 +183,7 @@ class BatchConsumer(Consumer):
                 describe_error(exc),
                 exc_info=exc,
             )
-            return Failed()
+            return Failed(error_class=type(exc).__name__)
         return SUCCEEDED
 
 

@@ -361,9 +361,9 @@ class Consumer:
                         self._timeout_s,
                         message.message_id,
                     )
-                    return Failed()
+                    return Failed(error_class="HandlerTimeout")
         except Retry as retry:
-            return Failed(retry.delay_s)
+            return Failed(retry.delay_s, error_class="Retry")
         except PayloadError as error:
             return BadPayload(error)
         except Exception as exc:
@@ -375,7 +375,7 @@ class Consumer:
                 describe_error(exc),
                 exc_info=exc,
             )
-            return Failed()
+            return Failed(error_class=type(exc).__name__)
         return SUCCEEDED
 
     # -- the lease a handler holds -----------------------------------------------------

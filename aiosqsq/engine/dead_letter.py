@@ -55,11 +55,12 @@ async def copy_to_dead_letter_queue(
     info: QueueInfo,
     dead_letter_queue_url: str,
     error: PayloadError,
-) -> bool:
-    """Send a copy of ``message`` to the DLQ; True once SQS accepted it.
+) -> str | None:
+    """Send a copy of ``message`` to the DLQ; return the copy's MessageId once SQS
+    accepted it (None otherwise).
 
     A transient failure (throttling, 5xx, network) or a refusal returns False with one
-    warning: the caller keeps the original hidden instead, so nothing is lost.
+    warning: the caller keeps the original instead, so nothing is lost.
     """
     entry = SendEntry(
         id="0",
@@ -72,5 +73,5 @@ async def copy_to_dead_letter_queue(
         result = await backend.send_batch(dead_letter_queue_url, [entry])
     except CALL_FAILURES as exc:
         logger.warning("sending message %s to the DLQ failed: %s", message.message_id, exc)
-        return False
-    return bool(result.successful)
+        return None
+    return result.message_ids.get("0") if result.successful else None

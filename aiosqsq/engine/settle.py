@@ -6,7 +6,9 @@ outcome                what is done                                      fate
 ``Succeeded``          deleted (batched by the acker)                    succeeded
 ``Failed(delay_s)``    visible again after ``delay_s`` (``None``: the    retried
                        backoff for its receive count), never past SQS's
-                       12 hours after the receive
+                       12 hours after the receive; on the last receive
+                       the queue's ``maxReceiveCount`` allows, moved to  dead_lettered
+                       the DLQ at once with the error's class as reason
 ``BadPayload(error)``  copied to the dead-letter queue with the reason,  dead_lettered
                        then deleted; with no DLQ (or the copy failed),
                        hidden for the longest retry delay                (retried)
@@ -53,9 +55,11 @@ class Succeeded:
 @dataclass(frozen=True, slots=True)
 class Failed:
     """The handler raised, timed out or asked for a retry: try again after ``delay_s``
-    (None: the backoff for the message's receive count)."""
+    (None: the backoff for the message's receive count). ``error_class`` names why, for
+    the dead-letter queue's reason (never the exception's text)."""
 
     delay_s: float | None = None
+    error_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +112,29 @@ class Settler:
             self._counters.succeeded += 1
             return self._notify("succeeded", entry)
         if isinstance(outcome, Failed):
+            if self._is_last_receive(entry.message):
+                error = self._exhausted(entry.message, outcome)
+                return await self._dead_letter(entry, error, exhausted=True)
             delay_s = self.backoff_s(entry.message) if outcome.delay_s is None else outcome.delay_s
             return self.retry(entry, delay_s)
         return await self._dead_letter(entry, outcome.error)
+
+    def _is_last_receive(self, message: QueueMessage) -> bool:
+        """Whether SQS's redrive policy would move ``message`` at its next receive: then
+        it is moved now, with the reason, instead of silently by SQS."""
+        limit = self._info.max_receive_count
+        return (
+            limit is not None
+            and self._info.dead_letter_queue_url is not None
+            and message.receive_count >= limit
+        )
+
+    def _exhausted(self, message: QueueMessage, outcome: Failed) -> PayloadError:
+        return PayloadError(
+            outcome.error_class or "Failed",
+            f"failed on receive {message.receive_count}, the last the queue's "
+            f"maxReceiveCount ({self._info.max_receive_count}) allows",
+        )
 
     def backoff_s(self, message: QueueMessage) -> float:
         """The retry delay for a failure at ``message``'s receive count."""
@@ -146,27 +170,35 @@ class Settler:
     def _capped(self, entry: InFlight, delay_s: float) -> float:
         return min(delay_s, visibility_left_s(entry.received_at, self._clock()))
 
-    async def _dead_letter(self, entry: InFlight, error: PayloadError) -> Fate | None:
-        """Move an undecodable message to the dead-letter queue, with the reason in a
-        message attribute; without one, hide it for the longest retry delay."""
+    async def _dead_letter(
+        self, entry: InFlight, error: PayloadError, *, exhausted: bool = False
+    ) -> Fate | None:
+        """Move a message that will never succeed to the dead-letter queue, with the
+        reason in a message attribute: an undecodable one, or (``exhausted``) one that
+        failed on its last allowed receive. An undecodable one that cannot be moved is
+        hidden for the longest retry delay; an exhausted one is retried with backoff
+        (SQS's redrive policy moves it at its next receive)."""
         if not self.holds(entry):
             return None
         message, info = entry.message, self._info
         if info.dead_letter_queue_url is not None:
-            moved = await copy_to_dead_letter_queue(
+            copy_id = await copy_to_dead_letter_queue(
                 self._backend, message, info, info.dead_letter_queue_url, error
             )
-            if moved and self.holds(entry):
+            if copy_id is not None and self.holds(entry):
                 entry.state = State.SETTLING
                 self._acker.delete(entry)
                 self._counters.dead_lettered += 1
                 logger.error(
-                    "message %s on %s was moved to the dead-letter queue: %s",
+                    "message %s on %s was moved to the dead-letter queue as %s: %s",
                     message.message_id,
                     info.name,
-                    error.error_class,
+                    copy_id,
+                    f"{error.error_class}: {error.reason}" if exhausted else error.error_class,
                 )
                 return self._notify("dead_lettered", entry)
+            if exhausted:  # SQS's redrive policy moves it at its next receive
+                return self.retry(entry, self.backoff_s(message))
         logger.error(
             "message %s on %s cannot be decoded (%s) and %s; it stays hidden for %g s "
             "and is left to the queue's redrive policy or retention",

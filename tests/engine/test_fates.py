@@ -72,7 +72,9 @@ async def test_retry_makes_the_message_visible_after_its_delay(backend: MemoryBa
     assert len(drained.succeeded) == 1
 
 
-async def test_failures_back_off_then_redrive_moves_to_the_dlq(backend: MemoryBackend) -> None:
+async def test_failures_back_off_then_the_last_receive_moves_to_the_dlq_with_the_reason(
+    backend: MemoryBackend,
+) -> None:
     url = await make_queue(backend, max_receive_count=3)
     app = make_app(backend, retry_base_delay=0)
     receive_counts: list[int] = []
@@ -87,9 +89,13 @@ async def test_failures_back_off_then_redrive_moves_to_the_dlq(backend: MemoryBa
     drained = await tester.drain()
 
     assert receive_counts == [1, 2, 3]
-    assert len(drained.retried) == 3
+    assert len(drained.retried) == 2
+    assert len(drained.dead_lettered) == 1  # on receive 3, maxReceiveCount: moved by us
     dead = await tester.dead_letters()
     assert [m.body for m in dead] == ['{"n":1}']
+    assert [error_of(m) for m in dead] == [
+        "RuntimeError: failed on receive 3, the last the queue's maxReceiveCount (3) allows"
+    ]  # the class only: never the exception's text
     assert (await backend.get_queue_depth(url)).visible == 0
 
 

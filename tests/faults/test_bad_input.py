@@ -220,7 +220,7 @@ def _run(
     moved = Counter(
         f"{match[1]} {match[2]}"
         for match in re.finditer(
-            r"message (\S+) on \S+ was moved to the dead-letter queue: (\w+)$", output, re.M
+            r"message (\S+) on \S+ was moved to the dead-letter queue as \S+: (\w+)$", output, re.M
         )
     )
     depth = queues.depth(url)
@@ -256,7 +256,7 @@ def _assert_logs_clean(output: str) -> None:
         line
         for line in output.splitlines()
         if re.search(r" (WARNING|ERROR|CRITICAL) ", line)
-        and "was moved to the dead-letter queue: " not in line
+        and "was moved to the dead-letter queue as " not in line
     ]
     assert problems == []
 
