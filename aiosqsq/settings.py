@@ -33,6 +33,10 @@ _EXPECTED: dict[str, str] = {
     "sqs_endpoint_url": "a URL such as http://127.0.0.1:5000",
     "aws_region": "a region name such as eu-west-1",
     "sqs_transport": "one of: lean, botocore",
+    "metrics": "one of: on, off, emf",
+    "tracing": "one of: on, off",
+    "queue_stats_interval": "a number of seconds >= 0 (0: off)",
+    "liveness_timeout": "a number of seconds > 0",
 }
 _SECRETS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
 
@@ -71,6 +75,12 @@ class QueueSettings(BaseSettings):
     shutdown_timeout: float = Field(default=20.0, ge=0)
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=900.0, ge=0, le=MAX_VISIBILITY_TIMEOUT_S)
+
+    # observability (aiosqsq.observability)
+    metrics: Literal["on", "off", "emf"] = "on"
+    tracing: Literal["on", "off"] = "on"
+    queue_stats_interval: float = Field(default=60.0, ge=0)
+    liveness_timeout: float = Field(default=60.0, gt=0)
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -37,6 +37,7 @@ from aiosqsq.errors import ConfigurationError
 from aiosqsq.exit_codes import ExitCode
 from aiosqsq.importer import Target, parse_target
 from aiosqsq.logconfig import LEVELS, configure_logging
+from aiosqsq.observability.endpoints import command_endpoint
 from aiosqsq.settings import ENV_PREFIX, QueueSettings
 from aiosqsq.supervisor import Supervisor
 
@@ -155,6 +156,20 @@ cli.add_command(dlq)
     "each with a <name>-dlq after 5 receives, and point the app (every worker) at it: the "
     "SQS path with no AWS account. Needs: pip install 'aiosqsq[local]'.",
 )
+@_option(
+    "http_port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=65535),
+    help="Serve /metrics, /livez and /readyz on this port (0: off); with --workers, "
+    "for all of them.",
+)
+@_option(
+    "http_host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address --http-port listens on (0.0.0.0 in a container).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -170,6 +185,8 @@ def run(
     log_format: str,
     wire_debug: bool,
     local: bool,
+    http_port: int,
+    http_host: str,
 ) -> None:
     """Run the App at MODULE:ATTRIBUTE (e.g. myproject.worker:app) until SIGINT or SIGTERM.
 
@@ -203,7 +220,15 @@ def run(
             return _supervise(target, workers, burst=burst, reload_dir=app_dir if reload else None)
         return run_worker(target, app_dir=app_dir, factory=factory, burst=burst)
 
-    code = run_locally(target, app_dir=app_dir, factory=factory, run=start) if local else start()
+    with command_endpoint(
+        http_host,
+        http_port,
+        supervising=reload or workers > 1,
+        liveness_timeout_s=_liveness_timeout_s(),
+    ):
+        code = (
+            run_locally(target, app_dir=app_dir, factory=factory, run=start) if local else start()
+        )
     ctx.exit(int(code))
 
 
@@ -274,6 +299,13 @@ def _supervise(target: Target, workers: int, *, burst: bool, reload_dir: str | N
         reload_dir=os.path.abspath(reload_dir) if reload_dir else None,
     )
     return supervisor.run()
+
+
+def _liveness_timeout_s() -> float:
+    try:
+        return QueueSettings().liveness_timeout
+    except ConfigurationError:  # the workers will report it, with their exit code
+        return float(QueueSettings.model_fields["liveness_timeout"].default)
 
 
 def _shutdown_timeout_s() -> float:
