@@ -49,7 +49,7 @@ async def _queue(backend: SQSBackend, count: int) -> str:
 
 async def _receive(backend: SQSBackend, url: str, count: int) -> list[QueueMessage]:
     got: list[QueueMessage] = []
-    with anyio.fail_after(10):
+    with anyio.fail_after(slow(10)):
         while len(got) < count:
             got += await backend.receive(url, max_messages=10, wait_time_s=0)
     return got
