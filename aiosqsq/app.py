@@ -22,7 +22,12 @@ from aiosqsq.backends.base import QueueBackend
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.engine.batch import BatchConsumer
 from aiosqsq.engine.burst import BurstTracker
-from aiosqsq.engine.config import ConsumerConfig
+from aiosqsq.engine.config import (
+    DEFAULT_INITIAL_LIMIT,
+    ConsumerConfig,
+    LimitBounds,
+    pollers_following,
+)
 from aiosqsq.engine.consumer import Consumer, connections_needed, describe_error
 from aiosqsq.engine.settle import Fate, Observer
 from aiosqsq.engine.stats import Statistics
@@ -400,11 +405,18 @@ class App:
             totals[key] = totals.get(key, Statistics()) + consumer.statistics()
         return totals
 
-    def stop(self) -> None:
-        """Begin a graceful stop: ``run()`` returns (``async with`` exits) when done."""
+    def stop(self, *, force: bool = False) -> None:
+        """Begin a graceful stop: ``run()`` returns (``async with`` exits) when done.
+
+        ``force`` (a second signal) cancels the running handlers of an app consuming in
+        the background (``async with app:``) at once; their messages are still handed
+        back and pending deletes flushed.
+        """
         self._stopping = True
         for consumer in self._consumers:
             consumer.stop()
+        if force and self._background_scope is not None:
+            self._background_scope.cancel()
 
     async def run(self, *, burst: bool = False, handle_signals: bool = True) -> Statistics:
         """Consume until :meth:`stop`, SIGINT/SIGTERM or cancellation; return the counts.
@@ -549,9 +561,20 @@ class App:
         """The limits and timings ``spec``'s consumer runs with under this app's settings."""
         settings = self.settings
         concurrency = spec.concurrency or settings.concurrency
+        adaptive: LimitBounds | None = None
+        if concurrency is None and spec.batch is None:  # adaptive (batches: pinned)
+            adaptive = LimitBounds.around(settings.concurrency_min, settings.concurrency_max)
+            concurrency = adaptive.initial
+        elif concurrency is None:
+            concurrency = DEFAULT_INITIAL_LIMIT
+        follow = adaptive is not None and not (spec.pollers or settings.pollers)
         return ConsumerConfig(
             concurrency=concurrency,
-            pollers=spec.pollers or settings.pollers_for(concurrency),
+            pollers=spec.pollers
+            or (pollers_following(adaptive.maximum) if follow and adaptive else 0)
+            or settings.pollers_for(concurrency),
+            adaptive=adaptive,
+            pollers_follow_limit=follow,
             max_messages=settings.max_messages,
             wait_time_s=settings.wait_time_seconds,
             visibility_timeout_s=settings.visibility_timeout,

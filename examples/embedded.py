@@ -10,25 +10,37 @@ server from the standard library, standing in for any ASGI framework's lifespan:
 * ``GET /stats`` returns the consumer's ``statistics()`` as JSON.
 
 Run: ``python -m examples.embedded`` and ``curl -d '{"id": 1}' 127.0.0.1:8000/orders``.
+
+Stopping: the service handles SIGINT (Ctrl-C) and SIGTERM as a real one does (uvicorn
+does the same for its lifespan): the first signal leaves the lifespan, so ``async with
+app:`` stops gracefully, and the process exits 0; a second signal cancels the running
+handlers at once (their messages are still handed back). Leaving ``async with app:`` by
+cancellation is graceful too, so a host that cancels its tasks on shutdown loses nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
+import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
 
-from aiosqsq import App, QueueSettings
+from aiosqsq import App, MemoryBackend, QueueSettings
 
-app = App(QueueSettings(backend="memory", sqs_queue_url="orders"))
+# In-process queues, on purpose: this service sends to itself (POST /orders).
+app = App(QueueSettings(backend="memory", sqs_queue_url="orders"), backend=MemoryBackend())
 processed: list[dict[str, int]] = []
+handler_delay_s = 0.0  # --handler-delay: handlers that take a while, to watch a stop
 
 
 @app.handler()
 async def handle_order(order: dict[str, int]) -> None:
+    await asyncio.sleep(handler_delay_s)
     processed.append(order)
 
 
@@ -93,5 +105,36 @@ async def serve(
             await (stop or asyncio.Event()).wait()
 
 
+async def main(host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM; a second one cancels the running handlers."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logging.getLogger("examples.embedded").warning("second signal: forcing")
+            app.stop(force=True)
+            return
+        logging.getLogger("examples.embedded").info(
+            "%s: stopping gracefully (again to force)", signal.Signals(signum).name
+        )
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    ready, bound = asyncio.Event(), list[int]()
+    serving = asyncio.create_task(serve(host, port, ready, stop, bound))
+    await ready.wait()
+    print(f"listening on http://{host}:{bound[0]}", flush=True)
+    await serving
+
+
 if __name__ == "__main__":
-    asyncio.run(serve())
+    parser = argparse.ArgumentParser(description="a web service that consumes a queue")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0: any free port")
+    parser.add_argument("--handler-delay", type=float, default=0.0, metavar="SECONDS")
+    args = parser.parse_args()
+    handler_delay_s = args.handler_delay
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    asyncio.run(main(args.host, args.port))

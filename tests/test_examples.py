@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from aiosqsq.testing import AppTester
 from examples import embedded
+from tests.helpers import slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,3 +120,43 @@ async def test_the_service_example_runs_every_part(caplog: pytest.LogCaptureFixt
     assert sum(m.startswith("e-mail message ") for m in messages) == 1  # router middleware
     assert sum(m.startswith("handled ") for m in messages) == 4  # app middleware, per call
     assert "application shutdown complete" in messages
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_embedded_example_stops_gracefully_on_a_signal(signum: int) -> None:
+    """Ctrl-C or SIGTERM while two 2 s handlers run: they finish, the process exits 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.embedded", "--port", "0", "--handler-delay", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        before: list[str] = []
+        for _ in range(20):  # bounded: start lines, then ours
+            before.append(process.stdout.readline())
+            if before[-1].startswith("listening on http://") or not before[-1]:
+                break
+        assert before[-1].startswith("listening on http://"), before
+        port = int(before[-1].rsplit(":", 1)[1])
+
+        async def post_two_and_wait_until_running() -> None:
+            for i in range(2):
+                assert (await _request(port, "POST", "/orders", orjson.dumps({"id": i})))[0] == 202
+            async with asyncio.timeout(slow(10)):
+                while (await _request(port, "GET", "/stats"))[1]["in_flight"] < 2:
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(post_two_and_wait_until_running())
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=slow(30))
+        output = "".join(before) + output
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert "stopping gracefully" in output
+    assert "succeeded=2" in output  # both running handlers were let finish
