@@ -32,8 +32,8 @@ What the setup guarantees, and why it differs from ``moto_server``:
   and ~400 ms with 1,000). What is left is aiobotocore's own CPU (~1-1.5 ms a call),
   cheroot (~0.4 ms a request) and moto's generic request parsing and response
   serialisation (~0.4 ms a request, ~0.7 ms for a ReceiveMessage of 10).
-* Still moto: see /work/shared/reference/moto-notes.md for the fidelity gaps (stale receipt
-  handles accepted, no throttling, no ReceiveRequestAttemptId, sizes in characters).
+* Still moto: see the README's "The local emulator's limits" for the fidelity gaps (stale
+  receipt handles accepted, no throttling, no ReceiveRequestAttemptId, sizes in characters).
 
 moto hot spots replaced in the child (``_patch_moto_hot_spots``, numbered as there). Each
 gives the same answers as moto; the child refuses to start if what they replace is gone.

@@ -14,7 +14,8 @@ the real SQS path (aioboto3, the wire protocol, redrive) with no AWS account.
 
 The server runs one request at a time (aiosqsq/cli/local_server.py): stock moto's threaded
 server can deliver a message twice or bring back a deleted one under concurrent calls.
-moto is still an emulator, for trying things: see its fidelity gaps in the README.
+moto is still an emulator, for trying things: see "The local emulator's limits" in the
+README.
 """
 
 from __future__ import annotations
