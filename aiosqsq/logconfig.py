@@ -5,7 +5,8 @@
 * ``text``: ``2025-01-31 12:00:00.123 INFO    [4242] aiosqsq: consuming orders ...``, a
   traceback on the lines that follow, each indented by two spaces;
 * ``json``: one object per line, ``{"ts", "level", "logger", "message", "pid"}`` plus
-  ``"exc"`` (the traceback) when there is one.
+  ``"exc"`` (the traceback) when there is one, and, on a line about a message,
+  ``message_id``, ``queue``, ``receive_count`` (:mod:`aiosqsq.observability.log_context`).
 
 Text from a queue or a user (a message, an exception's text) can hold a newline followed by
 something shaped like a log line, or an ANSI escape sequence. Neither format lets it forge a
@@ -34,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from aiosqsq.control_chars import escape_controls
+from aiosqsq.observability.log_context import fields_of
 from aiosqsq.redaction import WIRE_LOGGERS, install_log_redaction, scrub
 
 LogFormat = Literal["text", "json"]
@@ -132,6 +134,7 @@ class _JsonFormatter(logging.Formatter):
             "message": scrub(record.getMessage()),
             "pid": record.process,
         }
+        line.update(fields_of(record))  # the message it is about (aiosqsq.observability)
         details = []
         if record.exc_info:
             details.append(self.formatException(record.exc_info))

@@ -1,8 +1,8 @@
 """Liveness and readiness of the apps consuming in this process (``/livez``, ``/readyz``).
 
 * live: the event loop ticked within the liveness bound (a handler that blocks the loop
-  stops the ticks) and every queue's pollers made a receive within it (handlers stuck
-  on every slot leave the pollers nothing to receive for);
+  stops the ticks), no handler call has run longer than it (a stuck handler), and every
+  queue's pollers made a receive within it (a long poll in progress counts);
 * ready: every queue has been received from (start-up checks passed, the lifespan
   started) and no stop was asked for (503 while draining).
 
@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from aiosqsq.backends.base import MAX_WAIT_TIME_S
 
 HEALTH_DIR_ENV: Final = "AIOSQSQ_HEALTH_DIR"
 _FILE_PREFIX: Final = "health_"
@@ -51,24 +53,47 @@ class Health:
         self.last_tick = now
         self._queues = tuple(dict.fromkeys(queues))
         self._received: dict[str, float] = {}  # queue -> the last receive's start or end
+        self._polling: dict[str, int] = {}  # queue -> receives in progress
+        self._running: dict[object, tuple[float, str, str]] = {}  # calls: start, id, queue
         self._started_at = now
 
     def tick(self) -> None:
         """The event loop is running (called from it)."""
         self.last_tick = self._clock()
 
-    def receiving(self, queue: str) -> None:
-        """A receive from ``queue`` started or ended."""
+    def receive_started(self, queue: str) -> None:
         self._received[queue] = self._clock()
+        self._polling[queue] = self._polling.get(queue, 0) + 1
+
+    def receive_ended(self, queue: str) -> None:
+        self._received[queue] = self._clock()
+        self._polling[queue] -= 1
+
+    def call_started(self, key: object, message_id: str, queue: str) -> None:
+        """A handler call began on ``message_id`` (``key`` names this call)."""
+        self._running[key] = (self._clock(), message_id, queue)
+
+    def call_ended(self, key: object) -> None:
+        self._running.pop(key, None)
 
     def liveness(self) -> Verdict:
         now = self._clock()
         stalled_s = now - self.last_tick
         if stalled_s > self._timeout_s:
             return Verdict(False, f"the event loop has not run for {stalled_s:.1f} s")
+        if self._running:
+            started, message_id, queue = min(self._running.values())
+            if now - started > self._timeout_s:
+                return Verdict(
+                    False,
+                    f"a handler has run for {now - started:.1f} s on message {message_id} "
+                    f"from {queue} (stuck?)",
+                )
         for queue in self._queues:
             since = now - self._received.get(queue, self._started_at)
-            if since > self._timeout_s:
+            # a long poll in progress is activity, up to SQS's longest wait
+            allowed_s = self._timeout_s + (MAX_WAIT_TIME_S if self._polling.get(queue) else 0)
+            if since > allowed_s:
                 return Verdict(
                     False,
                     f"no receive from {queue} for {since:.1f} s (handlers stuck on every "

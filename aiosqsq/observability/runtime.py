@@ -51,6 +51,7 @@ class Instruments:
         self.app = app
         self.recorder: Recorder | None = None
         self.emf: Any = None
+        self.health: Health | None = None  # while the app consumes
         if settings.metrics != "off" and prometheus_available():
             from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -68,14 +69,23 @@ class Instruments:
             app.add_observer(self.recorder.observe)
 
     async def middleware(self, message: Any, call_next: Any) -> Any:
-        """Set the log context, then time the handler (when metrics are on)."""
-        if not isinstance(message, list):
-            log_context.set_message(
-                message.message_id, queue_name(message.queue), message.receive_count
-            )
-        if self.recorder is None:
-            return await call_next()
-        return await self.recorder.middleware(message, call_next)
+        """Set the log context, note the call for liveness, then time the handler (when
+        metrics are on)."""
+        first = message[0] if isinstance(message, list) and message else message
+        queue = queue_name(first.queue) if first else ""
+        if first is message:
+            log_context.set_message(message.message_id, queue, message.receive_count)
+        health = self.health
+        key = object()
+        if health is not None and first:
+            health.call_started(key, first.message_id, queue)
+        try:
+            if self.recorder is None:
+                return await call_next()
+            return await self.recorder.middleware(message, call_next)
+        finally:
+            if health is not None:
+                health.call_ended(key)
 
 
 def instrument(app: App, *, registry: CollectorRegistry | None = None) -> Instruments:
@@ -106,6 +116,7 @@ async def observe(app: App) -> AsyncIterator[None]:
         instruments.recorder.instrument_backend(backend)
     untrack = _track_receives(backend, health)
     health_module.register(health)
+    instruments.health = health
     failure: BaseException | None = None
     try:
         async with anyio.create_task_group() as tasks:
@@ -135,11 +146,11 @@ def _track_receives(backend: QueueBackend, health: Health) -> Callable[[], None]
 
     async def receive_tracked(queue_url: str, **kwargs: Any) -> Any:
         name = queue_name(queue_url)
-        health.receiving(name)
+        health.receive_started(name)
         try:
             return await receive(queue_url, **kwargs)
         finally:
-            health.receiving(name)
+            health.receive_ended(name)
 
     backend.receive = receive_tracked  # type: ignore[method-assign]
 

@@ -1,0 +1,128 @@
+"""/livez and /readyz of an app consuming in this process, over real HTTP on 127.0.0.1:
+ready once receiving and not while draining; not live when a handler blocks the event loop
+or handlers hold every slot past the liveness bound."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import anyio
+import pytest
+from prometheus_client import CollectorRegistry
+
+from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.observability import instrument, process_endpoints
+from aiosqsq.observability.http_server import HTTPEndpoint
+from tests.helpers import make_app, make_queue, slow
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=slow(5)) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def endpoint():
+    registry = CollectorRegistry()
+    served = HTTPEndpoint(process_endpoints(registry), "127.0.0.1", 0)
+    served.registry = registry  # type: ignore[attr-defined]
+    yield served
+    served.close()
+
+
+def probe_until(port: int, path: str, status: int, found: list[str], done: threading.Event) -> None:
+    """From a thread (the loop may be blocked): probe until ``status``, then set ``done``."""
+    deadline = time.monotonic() + slow(20)
+    while time.monotonic() < deadline:
+        code, body = get(port, path)
+        if code == status:
+            found.append(body)
+            break
+        time.sleep(0.05)
+    done.set()
+
+
+async def test_ready_while_receiving_and_not_while_draining(endpoint) -> None:
+    backend = MemoryBackend()
+    await make_queue(backend, "jobs")
+    app = make_app(backend, wait_time_seconds=1)
+    instrument(app, registry=endpoint.registry)
+
+    started, finish = anyio.Event(), anyio.Event()
+
+    @app.handler(concurrency=1)
+    async def work(payload: str) -> None:
+        started.set()
+        await finish.wait()  # still running when the stop comes: the app drains
+
+    assert (await anyio.to_thread.run_sync(get, endpoint.port, "/readyz"))[0] == 503
+    await app.send("x")
+    async with app:
+        with anyio.fail_after(slow(10)):
+            while (await anyio.to_thread.run_sync(get, endpoint.port, "/readyz"))[0] != 200:
+                await anyio.sleep(0.02)
+        assert await anyio.to_thread.run_sync(get, endpoint.port, "/livez") == (200, "ok\n")
+        await started.wait()
+        app.stop()
+        code, body = await anyio.to_thread.run_sync(get, endpoint.port, "/readyz")
+        assert (code, body) == (503, "draining: a stop was asked for\n")
+        finish.set()
+    assert (await anyio.to_thread.run_sync(get, endpoint.port, "/metrics"))[0] == 200
+    assert (await anyio.to_thread.run_sync(get, endpoint.port, "/nope"))[0] == 404
+
+
+async def test_a_handler_blocking_the_loop_turns_livez_red(endpoint) -> None:
+    backend = MemoryBackend()
+    await make_queue(backend, "jobs")
+    app = make_app(backend, wait_time_seconds=1, liveness_timeout=slow(0.5))
+    instrument(app, registry=endpoint.registry)
+    red = threading.Event()
+    found: list[str] = []
+
+    @app.handler(concurrency=1)
+    async def block(payload: str) -> None:
+        threading.Thread(
+            target=probe_until, args=(endpoint.port, "/livez", 503, found, red)
+        ).start()
+        red.wait(slow(30))  # blocks the event loop until the probe saw 503
+
+    await app.send("x")
+    async with app:
+        with anyio.fail_after(slow(30)):
+            while not red.is_set():
+                await anyio.sleep(0.02)
+    assert len(found) == 1
+    assert found[0].startswith("the event loop has not run for ")
+
+
+async def test_handlers_stuck_on_every_slot_turn_livez_red(endpoint) -> None:
+    backend = MemoryBackend()
+    await make_queue(backend, "jobs")
+    app = make_app(backend, wait_time_seconds=0, liveness_timeout=slow(0.5))
+    instrument(app, registry=endpoint.registry)
+    release = anyio.Event()
+
+    @app.handler(concurrency=1)
+    async def stuck(payload: str) -> None:
+        await release.wait()
+
+    await app.send("x")
+    async with app:
+        with anyio.fail_after(slow(20)):
+            while True:
+                code, body = await anyio.to_thread.run_sync(get, endpoint.port, "/livez")
+                if code == 503:
+                    break
+                await anyio.sleep(0.05)
+        assert body.startswith("a handler has run for ")
+        assert body.endswith(" from jobs (stuck?)\n")
+        release.set()
+        with anyio.fail_after(slow(20)):  # receiving again: live again
+            while (await anyio.to_thread.run_sync(get, endpoint.port, "/livez"))[0] != 200:
+                await anyio.sleep(0.05)
