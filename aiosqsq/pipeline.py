@@ -78,54 +78,65 @@ def build_batch_process(
     spec: HandlerSpec, middleware: Sequence[Middleware], resources: Mapping[str, Any]
 ) -> BatchProcess:
     """The engine's per-batch call for a batch handler (see :data:`BatchProcess`)."""
-    func, payload_name, message_name = spec.func, spec.payload_name, spec.message_name
+    func, decode, envelope = spec.func, spec.decoder.decode, spec.envelope
+    payload_name, message_name = spec.payload_name, spec.message_name
     layers = tuple(middleware)
+    # Message objects are made only for whoever sees them: middleware, the handler, an
+    # envelope's metadata.
+    wants_messages = bool(layers) or message_name is not None
 
     async def process(
         queue_messages: Sequence[QueueMessage],
         leases: Sequence[Lease],
         outcomes: MutableMapping[int, Outcome],
     ) -> None:
-        messages = MessageBatch(
-            Message.from_queue_message(m, lease)
-            for m, lease in zip(queue_messages, leases, strict=True)
+        messages = (
+            MessageBatch(
+                Message.from_queue_message(m, lease)
+                for m, lease in zip(queue_messages, leases, strict=True)
+            )
+            if wants_messages
+            else None
         )
 
         async def innermost() -> list[Message]:
             payloads: list[Any] = []
-            passed: list[Message] = []
-            owners: list[int] = []  # index in the batch of each payload
-            for index, (queue_message, message) in enumerate(
-                zip(queue_messages, messages, strict=True)
-            ):
+            owners: list[int] = []  # the index in the batch of each payload
+            for index, queue_message in enumerate(queue_messages):
                 try:
+                    if envelope is None:
+                        payloads.append(decode(queue_message.body))
+                        owners.append(index)
+                        continue
+                    message = messages[index] if messages is not None else None
                     items = _payloads(spec, queue_message, message)
                 except PayloadError as error:
                     outcomes[index] = BadPayload(error)
                     continue
                 payloads.extend(items)
-                passed.extend(message for _ in items)
-                owners.extend(index for _ in items)
+                owners.extend([index] * len(items))
             if not payloads:
                 return []
             kwargs = dict(resources)
             if payload_name is not None:
                 kwargs[payload_name] = payloads
-            if message_name is not None:
-                kwargs[message_name] = passed
+            if message_name is not None and messages is not None:
+                kwargs[message_name] = [messages[index] for index in owners]
             returned = await func(**kwargs)
+            if not returned:
+                return []
             failed_ids = {
-                item.message_id if isinstance(item, Message) else str(item)
-                for item in (returned or ())
+                item.message_id if isinstance(item, Message) else str(item) for item in returned
             }
             failed: list[Message] = []
             for index in dict.fromkeys(owners):
-                if messages[index].message_id in failed_ids:
+                if queue_messages[index].message_id in failed_ids:
                     outcomes[index] = Failed(error_class="ReturnedAsFailed")
-                    failed.append(messages[index])
+                    if messages is not None:
+                        failed.append(messages[index])
             return failed
 
-        if layers:
+        if layers and messages is not None:
             await chain(layers, messages, innermost)()
         else:
             await innermost()
@@ -133,13 +144,15 @@ def build_batch_process(
     return process
 
 
-def _payloads(spec: HandlerSpec, queue_message: QueueMessage, message: Message) -> list[Any]:
-    """The payloads one message gives a batch handler: one, or one per S3 record (none
-    for S3's test event). Raises PayloadError."""
-    if spec.envelope is None:
-        return [spec.decoder.decode(queue_message.body)]
+def _payloads(
+    spec: HandlerSpec, queue_message: QueueMessage, message: Message | None
+) -> list[Any]:
+    """The payloads one enveloped message gives a batch handler: one, or one per S3
+    record (none for S3's test event). Raises PayloadError."""
+    assert spec.envelope is not None
     unwrapped = unwrap(spec.envelope, queue_message.body)
-    message._unwrapped(unwrapped.metadata)
+    if message is not None:
+        message._unwrapped(unwrapped.metadata)
     if spec.envelope != "s3":
         return [unwrapped.payload(spec.decoder)]
     if _is_test_event(unwrapped, queue_message):

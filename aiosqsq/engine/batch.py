@@ -135,6 +135,8 @@ class BatchConsumer(Consumer):
             outcome = outcomes.get(index, rest)
             if entry.lease_lost or entry.released_by_handler:
                 fate = None
+            elif outcome is SUCCEEDED:
+                fate = self._settler.succeed(entry)
             else:
                 try:
                     fate = await self._settler.settle(entry, outcome)

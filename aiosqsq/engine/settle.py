@@ -105,12 +105,7 @@ class Settler:
     async def settle(self, entry: InFlight, outcome: Outcome) -> Fate | None:
         """Carry out ``outcome`` for ``entry``; return its fate (None if already settled)."""
         if isinstance(outcome, Succeeded):
-            if not self.holds(entry):
-                return None
-            entry.state = State.SETTLING
-            self._acker.delete(entry)
-            self._counters.succeeded += 1
-            return self._notify("succeeded", entry)
+            return self.succeed(entry)
         if isinstance(outcome, Failed):
             if self._is_last_receive(entry.message):
                 error = self._exhausted(entry.message, outcome)
@@ -135,6 +130,15 @@ class Settler:
             f"failed on receive {message.receive_count}, the last the queue's "
             f"maxReceiveCount ({self._info.max_receive_count}) allows",
         )
+
+    def succeed(self, entry: InFlight) -> Fate | None:
+        """Delete the message: its handler succeeded (the common case, without an await)."""
+        if not self.holds(entry):
+            return None
+        entry.state = State.SETTLING
+        self._acker.delete(entry)
+        self._counters.succeeded += 1
+        return self._notify("succeeded", entry)
 
     def backoff_s(self, message: QueueMessage) -> float:
         """The retry delay for a failure at ``message``'s receive count."""
