@@ -21,7 +21,9 @@ ENV_PREFIX = "QUEUE_"
 # The expected form of each value, quoted in error messages.
 _EXPECTED: dict[str, str] = {
     "backend": "one of: memory, sqs",
-    "concurrency": "an integer from 1 to 10000",
+    "concurrency": "an integer from 1 to 10000 (unset: adaptive)",
+    "concurrency_min": "an integer from 1 to 10000",
+    "concurrency_max": "an integer from 1 to 10000",
     "pollers": "an integer from 1 to 64",
     "wait_time_seconds": "an integer from 0 to 20",
     "max_messages": "an integer from 1 to 10",
@@ -67,7 +69,10 @@ class QueueSettings(BaseSettings):
     aws_session_token: SecretStr | None = None
     sqs_transport: Transport = "lean"
 
-    concurrency: int = Field(default=10, ge=1, le=10_000)
+    # None: each handler's limit adapts within [concurrency_min, concurrency_max]
+    concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    concurrency_min: int = Field(default=1, ge=1, le=10_000)
+    concurrency_max: int = Field(default=200, ge=1, le=10_000)
     pollers: int | None = Field(default=None, ge=1, le=64)
     wait_time_seconds: int = Field(default=5, ge=0, le=20)
     max_messages: int = Field(default=10, ge=1, le=10)
@@ -94,6 +99,16 @@ class QueueSettings(BaseSettings):
         """An empty key or token is none: ``QUEUE_AWS_SESSION_TOKEN=`` in the environment
         hides a token in ``.env`` (what ``run --local`` does)."""
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _concurrency_bounds(self) -> QueueSettings:
+        if self.concurrency_min > self.concurrency_max:
+            raise ValueError(
+                f"QUEUE_CONCURRENCY_MIN={self.concurrency_min} is above "
+                f"QUEUE_CONCURRENCY_MAX={self.concurrency_max}: set the minimum at most "
+                "the maximum"
+            )
+        return self
 
     @model_validator(mode="after")
     def _required_for_backend(self) -> QueueSettings:

@@ -39,10 +39,12 @@ from aiosqsq.backends.base import (
 )
 from aiosqsq.codec import PayloadError
 from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
+from aiosqsq.engine.adaptive import AdaptiveLimit
 from aiosqsq.engine.backoff import visibility_left_s
 from aiosqsq.engine.burst import BurstTracker
 from aiosqsq.engine.config import ConsumerConfig
 from aiosqsq.engine.heartbeat import Heartbeat
+from aiosqsq.engine.limiter import ConcurrencyLimit
 from aiosqsq.engine.poller import Pollers
 from aiosqsq.engine.pool import Pool
 from aiosqsq.engine.registry import InFlight, InFlightRegistry, State
@@ -108,8 +110,20 @@ class Consumer:
         )
         self.registry = InFlightRegistry()
         self.counters = Counters()
-        message_slots = message_slots or config.concurrency
-        self._slots = Slots(message_slots)
+        # The handler calls running at once: pinned, or moved by an adaptive limit (not
+        # for a batch consumer, whose slots hold batches).
+        self.limit = ConcurrencyLimit(config.concurrency, name=name)
+        self.adaptive: AdaptiveLimit | None = None
+        if config.adaptive is not None and message_slots is None:
+            self.adaptive = AdaptiveLimit(
+                self.limit,
+                config.adaptive,
+                clock=clock,
+                pollers_can_grow=lambda limit: config.pollers_for(limit) < config.pollers,
+            )
+            self.limit.follow(self._follow_limit)
+        self._batch_slots = message_slots  # None: slots follow the limit
+        self._slots = Slots(message_slots or self._slot_count())
         lock = anyio.Lock()
         self._visibility_lock = lock
         self._acker = Acker(
@@ -144,30 +158,62 @@ class Consumer:
         self._stop = anyio.Event()
         self._stop_at: float | None = None
         self._groups: dict[str, deque[InFlight]] = {}
-        # Held = handler slots + messages awaiting their delete or visibility change; the
-        # latter are capped at one batch per poller so a slow acker throttles receiving.
-        self.hold_limit = message_slots + MAX_RECEIVE_MESSAGES * config.pollers
         self._pollers = Pollers(
             backend,
             info,
             config,
             self._slots,
             self.registry,
-            hold_limit=self.hold_limit,
+            self.limit,
+            hold_limit=lambda: self.hold_limit,
+            receive_size=self._receive_size,
             stopping=self._stop,
             deliver=self._start,
+            feedback=self.adaptive,
         )
         self._pool: Pool[Any]
 
     def __repr__(self) -> str:
         return (
             f"<Consumer {self.name} queue={self.info.name} "
-            f"concurrency={self.config.concurrency} pollers={self.config.pollers} "
+            f"concurrency={self.limit.limit} pollers={self.config.pollers} "
             f"in_flight={len(self.registry)}>"
         )
 
+    @property
+    def concurrency_limit(self) -> int:
+        """Handler calls allowed to run at once now (read-only; for metrics)."""
+        return self.limit.limit
+
+    @property
+    def hold_limit(self) -> int:
+        """The most messages held at once: the handler slots (the limit, or a batch
+        consumer's batches) + one batch per running poller, awaiting their delete or
+        visibility change or received ahead of the handlers; so a slow acker throttles
+        receiving."""
+        slots = self._batch_slots or self.limit.limit
+        return slots + MAX_RECEIVE_MESSAGES * self.config.pollers_for(self.limit.limit)
+
+    def _receive_size(self) -> int:
+        """The most one receive asks for: 10, QUEUE_MAX_MESSAGES, and the slots there are."""
+        slots = self._batch_slots or self.limit.limit
+        return min(MAX_RECEIVE_MESSAGES, self.config.max_messages, slots)
+
+    def _slot_count(self) -> int:
+        """Slots at the current limit: the limit, plus one receive's worth per running
+        poller, received while the handlers run (the pipeline)."""
+        limit = self.limit.limit
+        return limit + self.config.pollers_for(limit) * self._receive_size()
+
+    def _follow_limit(self, limit: int) -> None:
+        self._slots.resize(self._slot_count())
+
     def statistics(self) -> Statistics:
-        return self.counters.snapshot(in_flight=len(self.registry))
+        return self.counters.snapshot(
+            in_flight=len(self.registry),
+            concurrency_limit=self.limit.limit,
+            limit_changes=self.limit.changes_count,
+        )
 
     def stop(self) -> None:
         """Begin a graceful stop; :meth:`run` returns when it is done. Idempotent."""
@@ -208,7 +254,7 @@ class Consumer:
 
     async def _consume(self, burst: bool | BurstTracker) -> None:
         async with anyio.create_task_group() as handlers:
-            self._pool = Pool(handlers, self._work, size=self.config.concurrency)
+            self._pool = Pool(handlers, self._work, size=self._pool_size())
             self._consuming(handlers)
             async with anyio.create_task_group() as receiving:
                 receiving.start_soon(self._run_pollers, burst)
@@ -233,6 +279,14 @@ class Consumer:
                     self.config.shutdown_timeout_s,
                 )
             handlers.cancel_scope.cancel()
+
+    def _pool_size(self) -> int:
+        """Workers: a batch consumer's concurrency; else one per call the limit may ever
+        allow and one per message received ahead (it waits for the limit, not a worker)."""
+        if self._batch_slots is not None:
+            return self.config.concurrency
+        ahead = min(MAX_RECEIVE_MESSAGES, self.config.max_messages) * self.config.pollers
+        return self.config.max_concurrency + ahead
 
     def _consuming(self, task_group: TaskGroup) -> None:
         """Start what runs beside the handlers while consuming (a batch consumer's timer)."""
@@ -277,7 +331,12 @@ class Consumer:
         assert isinstance(item, InFlight)
         try:
             if item.state is State.WAITING:  # else handed back before it started
-                await self._handle(item, worker_scope)
+                await self.limit.acquire()
+                try:
+                    if item.state is State.WAITING:
+                        await self._handle(item, worker_scope)
+                finally:
+                    self.limit.release()
         finally:
             self._slots.release()
 
@@ -291,7 +350,11 @@ class Consumer:
                 try:
                     if entry.state is not State.WAITING:
                         continue  # lost its lease while it waited
-                    fate = await self._handle(entry)
+                    await self.limit.acquire()
+                    try:
+                        fate = await self._handle(entry)
+                    finally:
+                        self.limit.release()
                 finally:
                     self._slots.release()
                 if fate not in ("succeeded", "dead_lettered"):
@@ -313,7 +376,11 @@ class Consumer:
         retried with backoff, so no message can stop the consumer.
         """
         try:
+            started = self._clock()
             outcome = await self._run_handler(entry, worker_scope)
+            if self.adaptive is not None:  # a Retry is asked for, not a failure
+                failed = isinstance(outcome, Failed) and outcome.delay_s is None
+                self.adaptive.finished(self._clock() - started, failed=failed)
             if entry.lease_lost or entry.released_by_handler:
                 return None
             return await self._settler.settle(entry, outcome)

@@ -2,8 +2,12 @@
 
 Each loop reserves free handler slots first (see :mod:`aiosqsq.engine.slots`), asks
 ``ReceiveMessage`` for at most that many, and hands what arrives to the consumer, so
-every received message already owns a slot. Messages held (running, or awaiting their
-delete) never exceed the concurrency plus one batch per poller: the hold limit.
+every received message already owns a slot. The slots are the concurrency limit plus one
+batch per running poller: a poller receives its next batch while the handlers run, so
+with fast handlers no handler waits for a round trip to SQS. Messages held (waiting,
+running, or awaiting their delete) never exceed the limit plus one batch per poller: the
+hold limit. When the pollers follow an adaptive limit, only as many loops receive as
+the limit has full batches; the others wait until it grows.
 """
 
 from __future__ import annotations
@@ -14,21 +18,39 @@ from collections.abc import Callable
 
 import anyio
 
-from aiosqsq.backends.base import MAX_RECEIVE_MESSAGES, QueueBackend, QueueInfo, QueueMessage
+from aiosqsq.backends.base import QueueBackend, QueueInfo, QueueMessage
+from aiosqsq.engine.adaptive import AdaptiveLimit
 from aiosqsq.engine.backoff import retry_delay_s
 from aiosqsq.engine.burst import BurstTracker
 from aiosqsq.engine.config import ConsumerConfig
+from aiosqsq.engine.limiter import ConcurrencyLimit
 from aiosqsq.engine.registry import InFlightRegistry
 from aiosqsq.engine.slots import Slots
-from aiosqsq.errors import CALL_FAILURES, is_transient
+from aiosqsq.errors import CALL_FAILURES, BackendError, is_transient
 
 logger = logging.getLogger("aiosqsq.consumer")
 
 _SHORT_POLL_PAUSE_S = 0.1
+# Error codes of SQS (and KMS behind it) that say "too many requests": the limit shrinks.
+_THROTTLING_MARKERS = ("Throttl", "OverLimit", "RequestLimitExceeded", "SlowDown")
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """Whether a failed call was refused for its rate (a retryable throttling error)."""
+    return (
+        isinstance(exc, BackendError)
+        and exc.retryable
+        and any(marker in exc.code for marker in _THROTTLING_MARKERS)
+    )
 
 
 class Pollers:
-    """Runs ``config.pollers`` receive loops for one queue until the stop event is set."""
+    """Runs up to ``config.pollers`` receive loops for one queue until the stop event is
+    set: ``config.pollers_for(limit)`` of them at the current limit.
+
+    ``hold_limit()`` and ``receive_size()`` are read before each receive (they follow
+    the limit); ``feedback`` is told of each receive and of throttling.
+    """
 
     def __init__(
         self,
@@ -37,40 +59,77 @@ class Pollers:
         config: ConsumerConfig,
         slots: Slots,
         registry: InFlightRegistry,
+        limit: ConcurrencyLimit,
         *,
-        hold_limit: int,
+        hold_limit: Callable[[], int],
+        receive_size: Callable[[], int],
         stopping: anyio.Event,
         deliver: Callable[[list[QueueMessage]], None],
+        feedback: AdaptiveLimit | None = None,
     ) -> None:
         self._backend = backend
         self._info = info
         self._config = config
         self._slots = slots
         self._registry = registry
+        self._limit = limit
         self._hold_limit = hold_limit
+        self._receive_size = receive_size
         self._stopping = stopping
         self._deliver = deliver  # registers and starts what a receive brought
+        self._feedback = feedback
         self._reserved = 0  # slots reserved by pollers for a receive in progress
+        self._dormant: set[int] = set()  # burst keys of loops waiting for the limit to grow
+        self._limit_moved: anyio.Event | None = None
+        limit.follow(self._wake_dormant)
+
+    @property
+    def running(self) -> int:
+        """Receive loops that receive at the current limit."""
+        return self._config.pollers_for(self._limit.limit)
 
     async def run(self, *, burst: BurstTracker | None = None) -> None:
         """Receive until stopped; with ``burst``, report each receive to it (it stops the
         app once every queue was found empty at once). A refused receive (access denied,
         a missing queue) is raised; transient failures are retried with backoff."""
         async with anyio.create_task_group() as loops:
-            for _ in range(self._config.pollers):
-                loops.start_soon(self._poll, burst)
+            for index in range(self._config.pollers):
+                loops.start_soon(self._poll, burst, index)
 
-    async def _poll(self, burst: BurstTracker | None) -> None:
-        loop = burst.add_loop() if burst is not None else 0
+    def _wake_dormant(self, limit: int) -> None:
+        if self._limit_moved is not None:
+            self._limit_moved.set()
+            self._limit_moved = None
+
+    async def _wait_until_running(self, index: int, key: int) -> None:
+        """Wait while loop ``index`` is beyond the pollers the limit runs (or until the
+        stop); in burst mode it counts as idle meanwhile (see :meth:`_found_empty`)."""
+        while index >= self.running and not self._stopping.is_set():
+            self._dormant.add(key)
+            if self._limit_moved is None:
+                self._limit_moved = anyio.Event()
+            await _first_of(self._limit_moved, self._stopping)
+        self._dormant.discard(key)
+
+    def _found_empty(self, burst: BurstTracker, loop: int, stamp: int) -> None:
+        """Report an empty receive with nothing held; a dormant loop would have found the
+        same, so it is reported alike first (else the burst could never end)."""
+        for dormant in self._dormant:
+            burst.found_empty(dormant, stamp)
+        burst.found_empty(loop, stamp)
+
+    async def _poll(self, burst: BurstTracker | None, index: int) -> None:
+        loop = burst.add_loop() if burst is not None else -1 - index
         failures = 0
         attempt_id: str | None = None
         wait_time_s: float = self._config.wait_time_s
         if burst:  # an exact in-process backend answers a short poll truly; SQS samples
             wait_time_s = 0 if self._backend.receive_is_cancel_safe else min(wait_time_s, 1)
-        # the most one receive asks for: 10, QUEUE_MAX_MESSAGES, and the slots there are
-        most = min(MAX_RECEIVE_MESSAGES, self._config.max_messages, self._slots.total)
         while not self._stopping.is_set():
-            reserved = await self._reserve(most)
+            if index >= self.running:
+                await self._wait_until_running(index, loop)
+                continue
+            reserved = await self._reserve(self._receive_size())
             if reserved == 0:
                 return
             if self._info.fifo and attempt_id is None:
@@ -90,6 +149,8 @@ class Pollers:
                 self._slots.release(reserved)
                 if not is_transient(exc):
                     raise
+                if self._feedback is not None and is_throttling(exc):
+                    self._feedback.throttled()
                 failures += 1
                 delay_s = retry_delay_s(failures, base_s=0.1, max_s=5.0)
                 logger.warning(
@@ -105,6 +166,8 @@ class Pollers:
                 self._reserved -= reserved
             failures, attempt_id = 0, None
             self._slots.release(reserved - len(messages))
+            if self._feedback is not None:
+                self._feedback.received(reserved, len(messages))
             if messages:
                 if burst is not None:
                     burst.received(loop)
@@ -115,7 +178,7 @@ class Pollers:
                 await self._registry.wait_empty()
                 continue
             if burst is not None and stamp is not None:
-                burst.found_empty(loop, stamp)  # may end the burst: the loop then ends
+                self._found_empty(burst, loop, stamp)  # may end the burst: the loop then ends
             if wait_time_s == 0 and not self._stopping.is_set():
                 await anyio.sleep(_SHORT_POLL_PAUSE_S)  # short polling: do not spin
 
@@ -130,7 +193,7 @@ class Pollers:
         reserved = await self._slots.reserve(most, fill_wait_s=fill_wait_s)
         deadline = anyio.current_time() + fill_wait_s
         while reserved and not self._stopping.is_set():
-            room = self._hold_limit - len(self._registry) - self._reserved
+            room = self._hold_limit() - len(self._registry) - self._reserved
             left_s = deadline - anyio.current_time()
             if room >= reserved or (room > 0 and left_s <= 0):
                 self._slots.release(max(0, reserved - room))
@@ -144,3 +207,15 @@ class Pollers:
                 await self._registry.wait_shrunk()
         self._slots.release(reserved)
         return 0
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    async with anyio.create_task_group() as waiting:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            waiting.cancel_scope.cancel()
+
+        for event in events:
+            waiting.start_soon(wait, event)

@@ -32,12 +32,15 @@ class Slots:
 
         Returns 0 once :meth:`close` was called: the caller must stop receiving.
         """
-        while self.free == 0 and not self._closed:
-            await self._wait()
-        if fill_wait_s > 0 and self.free < most and not self._closed:
-            await self._wait_for_more(most, fill_wait_s)
-        if self._closed:
-            return 0
+        while True:
+            while self.free <= 0 and not self._closed:
+                await self._wait()
+            if fill_wait_s > 0 and self.free < most and not self._closed:
+                await self._wait_for_more(most, fill_wait_s)
+            if self._closed:
+                return 0
+            if self.free > 0:  # else the slots shrank meanwhile (see resize)
+                break
         taken = min(most, self.free)
         self.free -= taken
         return taken
@@ -50,6 +53,14 @@ class Slots:
                     await self._wait()
                 if gap.cancelled_caught:
                     return  # nothing freed for a while: handlers are slow, go with what is free
+
+    def resize(self, total: int) -> None:
+        """Change the number of slots (an adaptive limit moved). Shrinking below the
+        slots in use leaves ``free`` negative: nothing is reserved until enough are
+        released."""
+        self.free += total - self.total
+        self.total = total
+        self._notify()
 
     def release(self, count: int = 1) -> None:
         self.free += count

@@ -13,7 +13,10 @@ class Statistics:
     ``released`` counts messages handed back unhandled (shutdown, FIFO group skipped).
     ``lease_lost`` counts handlers cancelled because their message's lease could not be
     kept. ``in_flight`` is the number of messages held right now, received and not yet
-    deleted or handed back.
+    deleted or handed back. ``concurrency_limit`` is the handler calls allowed to run at
+    once now (an app's: the sum over its handlers), ``limit_changes`` how often an
+    adaptive limit moved (each consumer keeps its latest changes with their reasons:
+    ``Consumer.limit.changes``). :meth:`summary` leaves those two out.
     """
 
     received: int = 0
@@ -24,6 +27,8 @@ class Statistics:
     lease_lost: int = 0
     heartbeats_sent: int = 0
     in_flight: int = 0
+    concurrency_limit: int = 0
+    limit_changes: int = 0
 
     def __add__(self, other: Statistics) -> Statistics:
         return Statistics(
@@ -32,7 +37,12 @@ class Statistics:
 
     def summary(self) -> str:
         """One status line: ``received=12 succeeded=10 ...``."""
-        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        return " ".join(
+            f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name not in _LIMIT
+        )
+
+
+_LIMIT = frozenset({"concurrency_limit", "limit_changes"})
 
 
 class Counters:
@@ -57,7 +67,9 @@ class Counters:
         self.lease_lost = 0
         self.heartbeats_sent = 0
 
-    def snapshot(self, in_flight: int) -> Statistics:
+    def snapshot(
+        self, in_flight: int, *, concurrency_limit: int = 0, limit_changes: int = 0
+    ) -> Statistics:
         return Statistics(
             received=self.received,
             succeeded=self.succeeded,
@@ -67,4 +79,6 @@ class Counters:
             lease_lost=self.lease_lost,
             heartbeats_sent=self.heartbeats_sent,
             in_flight=in_flight,
+            concurrency_limit=concurrency_limit,
+            limit_changes=limit_changes,
         )

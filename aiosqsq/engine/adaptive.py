@@ -1,0 +1,186 @@
+"""The adaptive concurrency limit: finds how many handler calls a queue and its
+downstream allow, without being told.
+
+It watches, in windows of at least :data:`MIN_WINDOW_S` and enough completed calls, the
+handler's mean latency, its failures, the receives (full or not) and throttling, and
+moves the limit (:class:`~aiosqsq.engine.limiter.ConcurrencyLimit`):
+
+* **grow** while the limit binds (calls wait for it, or receives come back full while the
+  pollers that follow the limit can still be added), the latency stays within
+  :data:`GROW_TOLERANCE` of its unloaded value, and the last growth paid: the
+  throughput rose by at least :data:`MIN_GAIN` of the step (a step that did not pay is
+  taken back, and probed again :data:`COOLDOWN_WINDOWS` later). Steps are x1.5 until
+  the first sign of saturation ("slow start"), then +10%: a steady state swings by
+  at most one step;
+* **shrink** multiplicatively when the latency passes :data:`SHRINK_TOLERANCE` of its
+  unloaded value (x0.9: the downstream queues), when at least
+  :data:`ERROR_SHARE` of the calls failed or timed out (x0.7), or at once when SQS
+  throttles a receive (x0.5). After a shrink for errors or throttling, slow start
+  returns up to the limit held before;
+* hold otherwise (a queue drained, a limit that does not bind, a latency between the
+  tolerances).
+
+The unloaded latency is the lowest window mean of the last :data:`BASELINE_WINDOWS`
+windows, plus :data:`LATENCY_SLACK_S` of event-loop jitter (a no-op handler's latency is
+noise). Bounds are :class:`~aiosqsq.engine.config.LimitBounds`. All timing reads the
+consumer's clock, so a fake clock drives it exactly. Costs two clock readings and a few
+additions per message; the decision runs once per window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+
+from aiosqsq.engine.config import LimitBounds
+from aiosqsq.engine.limiter import ConcurrencyLimit
+
+MIN_WINDOW_S = 0.1
+MIN_WINDOW_CALLS = 10
+GROW_TOLERANCE = 1.1  # grow only while the latency is within 10% of its unloaded value
+SHRINK_TOLERANCE = 1.25  # shrink once it is 25% above
+LATENCY_SLACK_S = 0.001
+ERROR_SHARE = 0.1  # shrink once 10% of a window's calls failed or timed out
+SLOW_START_STEP = 0.5
+PROBE_STEP = 0.1
+MIN_GAIN = 0.3  # a growth pays when throughput rose by 30% of the step, or more
+COOLDOWN_WINDOWS = 10
+BASELINE_WINDOWS = 50
+LATENCY_SHRINK = 0.9
+ERROR_SHRINK = 0.7
+THROTTLE_SHRINK = 0.5
+
+
+class AdaptiveLimit:
+    """Moves ``limit`` within ``bounds`` from what one consumer's calls and receives show.
+
+    ``pollers_can_grow(limit)``: whether a larger limit would add a receive loop (full
+    receives with idle handlers mean the receives bind, and only more pollers help).
+    """
+
+    def __init__(
+        self,
+        limit: ConcurrencyLimit,
+        bounds: LimitBounds,
+        *,
+        clock: Callable[[], float],
+        pollers_can_grow: Callable[[int], bool] = lambda limit: False,
+    ) -> None:
+        self._gate = limit
+        self._bounds = bounds
+        self._clock = clock
+        self._pollers_can_grow = pollers_can_grow
+        self._means: deque[float] = deque(maxlen=BASELINE_WINDOWS)
+        self._ssthresh = bounds.maximum  # slow start up to here
+        self._probe: tuple[int, float] | None = None  # (limit before a growth, its throughput)
+        self._cooldown = 0
+        self._settling = True  # the first window after a change is not measured
+        self._throttled_at = -math.inf
+        self._begin(clock())
+
+    def _begin(self, now: float) -> None:
+        self._started = now
+        self._calls = 0
+        self._failures = 0
+        self._latency_s = 0.0
+        self._receives = 0
+        self._full_receives = 0
+        self._bound = False  # calls had to wait for the limit
+
+    # -- what the consumer reports -----------------------------------------------------
+
+    def finished(self, latency_s: float, *, failed: bool) -> None:
+        """A handler call ended after ``latency_s`` (``failed``: raised or timed out)."""
+        self._calls += 1
+        self._latency_s += latency_s
+        if failed:
+            self._failures += 1
+        if self._gate.waiting:
+            self._bound = True
+        if self._calls >= MIN_WINDOW_CALLS:
+            now = self._clock()
+            elapsed = now - self._started
+            if elapsed >= MIN_WINDOW_S and elapsed >= 2 * self._latency_s / self._calls:
+                self._decide(now, elapsed)
+
+    def received(self, asked: int, got: int) -> None:
+        """A receive asked for ``asked`` messages and brought ``got``."""
+        self._receives += 1
+        if got >= asked:
+            self._full_receives += 1
+
+    def throttled(self) -> None:
+        """SQS throttled a receive: shrink at once (once per window: the pollers that were
+        throttled together count once)."""
+        now = self._clock()
+        if now - self._throttled_at < MIN_WINDOW_S:
+            return
+        self._throttled_at = now
+        self._shrink(THROTTLE_SHRINK, "SQS throttled a receive", now, slow_start=True)
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def _decide(self, now: float, elapsed: float) -> None:
+        limit = self._gate.limit
+        mean = self._latency_s / self._calls
+        throughput = self._calls / elapsed
+        errors = self._failures / self._calls
+        if errors >= ERROR_SHARE:
+            reason = f"{self._failures} of {self._calls} calls failed or timed out"
+            self._shrink(ERROR_SHRINK, reason, now, slow_start=True)
+            return
+        settling, self._settling = self._settling, False
+        self._means.append(mean)
+        unloaded = min(self._means)
+        if mean > unloaded * SHRINK_TOLERANCE + LATENCY_SLACK_S:
+            reason = f"latency {mean * 1e3:.1f} ms, unloaded {unloaded * 1e3:.1f} ms"
+            self._shrink(LATENCY_SHRINK, reason, now, slow_start=False)
+            return
+        if settling:
+            self._begin(now)
+            return
+        if self._probe is not None:
+            before, before_throughput = self._probe
+            self._probe = None
+            step = (limit - before) / before
+            if throughput < before_throughput * (1 + MIN_GAIN * step):
+                self._ssthresh = before
+                self._cooldown = COOLDOWN_WINDOWS
+                gain = throughput / before_throughput - 1 if before_throughput else 0.0
+                self._set(before, f"growth to {limit} did not pay (throughput {gain:+.0%})", now)
+                return
+        if self._cooldown:
+            self._cooldown -= 1
+            self._begin(now)
+            return
+        receive_bound = (
+            self._receives > 0
+            and self._full_receives * 2 >= self._receives
+            and self._pollers_can_grow(limit)
+        )
+        near_unloaded = mean <= unloaded * GROW_TOLERANCE + LATENCY_SLACK_S
+        if limit < self._bounds.maximum and near_unloaded and (self._bound or receive_bound):
+            step = SLOW_START_STEP if limit < self._ssthresh else PROBE_STEP
+            new = min(self._bounds.maximum, limit + max(1, math.ceil(limit * step)))
+            if limit < self._ssthresh:
+                new = min(new, max(self._ssthresh, limit + 1))
+            self._probe = (limit, throughput)
+            why = "calls waited for the limit" if self._bound else "receives came back full"
+            self._set(new, f"{why}, latency {mean * 1e3:.1f} ms near unloaded", now)
+            return
+        self._begin(now)
+
+    def _shrink(self, factor: float, reason: str, now: float, *, slow_start: bool) -> None:
+        limit = self._gate.limit
+        self._probe = None
+        if slow_start:  # come back quickly to the highest limit held before the shrinks
+            self._ssthresh = max(self._ssthresh, limit)
+        else:
+            self._ssthresh = max(self._bounds.minimum, int(limit * factor))
+        self._set(max(self._bounds.minimum, int(limit * factor)), reason, now)
+
+    def _set(self, new: int, reason: str, now: float) -> None:
+        self._gate.set(new, reason, at=now)
+        self._settling = True
+        self._begin(now)

@@ -1,0 +1,274 @@
+"""The adaptive concurrency limit on the memory backend, in virtual time.
+
+Each test runs on :class:`VirtualTimeLoop`, an event loop whose clock jumps to the next
+timer whenever nothing is ready: a handler that "takes" 50 ms sleeps 50 ms of loop time
+and no wall-clock time. The memory backend reads the same clock (``MemoryBackend(clock=
+loop.time)``), and so does the app's engine: the limit's windows, the handler latencies
+it measures and the receives' waits are all on the one virtual clock, so each run is
+exact and no bound here depends on the machine's speed. The downstream a handler calls
+is simulated: a latency that grows with the calls in flight beyond a knee, failures for a
+while, throttled receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import selectors
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+
+from aiosqsq import App
+from aiosqsq.backends.base import QueueMessage
+from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.engine.config import DEFAULT_INITIAL_LIMIT
+from aiosqsq.errors import BackendError, ConfigurationError
+from aiosqsq.settings import QueueSettings
+from tests.helpers import make_app, make_queue
+
+T = TypeVar("T")
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    """A selector that, when nothing is ready, moves the loop's clock to the next timer
+    instead of sleeping."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:  # nothing scheduled: wait for I/O, bounded
+            return super().select(1.0)
+        self._loop.now += timeout
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time: ``time()`` moves only when every task waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def run_virtual(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        return runner.run(scenario())
+
+
+@dataclass
+class Downstream:
+    """What a handler calls: ``base_s`` per call up to ``knee`` calls in flight, then
+    slower in proportion (a saturated server: at most ``knee / base_s`` calls a second);
+    failing while ``failing`` says so (every ``fail_every``-th call)."""
+
+    base_s: float
+    knee: int | None = None
+    failing: Callable[[float], bool] = lambda now: False
+    fail_every: int = 3
+    in_flight: int = 0
+    peak: int = 0
+    calls: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    async def call(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        self.calls += 1
+        number = self.calls
+        try:
+            latency = self.base_s
+            if self.knee is not None and self.in_flight > self.knee:
+                latency *= self.in_flight / self.knee
+            await anyio.sleep(latency)
+            self.latencies.append(latency)
+            if self.failing(anyio.current_time()) and number % self.fail_every == 0:
+                raise ConnectionError("the downstream failed")
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass
+class Trace:
+    """The app's limit sampled every ``step_s`` of loop time: (time, limit)."""
+
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def between(self, start: float, end: float) -> list[int]:
+        return [limit for at, limit in self.samples if start <= at <= end]
+
+
+async def consume(
+    app: App, seconds: float, *, step_s: float = 0.1, during: Callable[[float], None] = print
+) -> Trace:
+    """Run ``app`` for ``seconds`` of loop time, sampling its limit."""
+    trace = Trace()
+    async with app:
+        began = anyio.current_time()
+        while (now := anyio.current_time() - began) < seconds:
+            trace.samples.append((now, app.statistics().concurrency_limit))
+            await anyio.sleep(step_s)
+    return trace
+
+
+async def backlog(backend: MemoryBackend, count: int, **settings: object) -> App:
+    """An app on ``backend`` with a queue of ``count`` messages."""
+    await make_queue(backend, visibility_timeout_s=60, max_receive_count=None)
+    options: dict[str, Any] = {"retry_base_delay": 0.05, "retry_max_delay": 0.2, **settings}
+    app = make_app(backend, **options)
+    for start in range(0, count, 500):
+        await app.send_batch([str(i) for i in range(start, min(count, start + 500))])
+    return app
+
+
+async def _run_with(
+    downstream: Downstream, messages: int, seconds: float, **settings: object
+) -> Trace:
+    """A backlog of ``messages`` consumed for ``seconds`` by a handler that calls
+    ``downstream``, with an adaptive limit (``settings`` bound it)."""
+    backend = MemoryBackend(clock=asyncio.get_running_loop().time)
+    app = await backlog(backend, messages, **settings)
+
+    @app.handler()
+    async def handle(body: str) -> None:
+        await downstream.call()
+
+    return await consume(app, seconds)
+
+
+def test_the_limit_grows_from_low_while_throughput_grows_and_stops_at_the_maximum() -> None:
+    async def scenario() -> tuple[Trace, Downstream, App]:
+        backend = MemoryBackend(clock=asyncio.get_running_loop().time)
+        app = await backlog(backend, 20_000, concurrency_max=60)
+        downstream = Downstream(base_s=0.1)
+
+        @app.handler()
+        async def handle(body: str) -> None:
+            await downstream.call()
+
+        return await consume(app, 12), downstream, app
+
+    trace, downstream, app = run_virtual(scenario)
+    print(trace.samples[::10])
+    assert trace.samples[0][1] == DEFAULT_INITIAL_LIMIT  # starts low
+    assert trace.between(6, 12) == [60] * len(trace.between(6, 12))  # grew to the maximum
+    assert max(limit for _, limit in trace.samples) == 60  # and never past it
+    assert downstream.peak <= 60  # calls in flight never passed the limit
+    stats = app.statistics()
+    assert stats.limit_changes >= 4
+
+
+def test_the_limit_settles_near_a_downstream_knee_and_holds_steady() -> None:
+    knee = 40
+
+    downstream = Downstream(base_s=0.05, knee=knee)
+    trace = run_virtual(lambda: _run_with(downstream, 30_000, 30))
+    steady = trace.between(10, 30)
+    print(f"limit from 10 s: min {min(steady)} max {max(steady)}; peak calls {downstream.peak}")
+    # within 20% of the knee, and no swing wider than 20% of the mean in steady state
+    assert min(steady) >= 0.8 * knee, steady
+    assert max(steady) <= 1.2 * knee, steady
+    mean = sum(steady) / len(steady)
+    assert (max(steady) - min(steady)) / mean <= 0.2, steady
+    # no growth while the downstream is saturated: latency stays near its unloaded value
+    late = sorted(downstream.latencies[len(downstream.latencies) // 2 :])
+    p99 = late[int(len(late) * 0.99)]
+    assert p99 <= 2 * downstream.base_s, p99
+
+
+def test_failures_shrink_the_limit_within_2_s_and_it_recovers_after() -> None:
+    # the loop's clock starts at 0: the downstream fails on every third call from 5 to 10 s
+    downstream = Downstream(base_s=0.05, failing=lambda now: 5 <= now < 10)
+    trace = run_virtual(lambda: _run_with(downstream, 20_000, 25, concurrency_max=50))
+    before = trace.between(4, 4.95)
+    during = trace.between(7, 10)
+    after = trace.between(20, 25)
+    print(f"before {before[-1]}, during max {max(during)}, after min {min(after)}")
+    assert before[-1] == 50
+    assert max(during) <= 25  # dropped by half or more within 2 s of the first failure
+    assert min(after) >= 40  # recovered
+
+
+class _ThrottlingBackend(MemoryBackend):
+    """Refuses receives with SQS's throttling error while ``throttling`` is set."""
+
+    throttling = False
+
+    async def receive(self, queue_url: str, **options: Any) -> list[QueueMessage]:
+        if self.throttling:
+            raise BackendError("ThrottlingException", "Rate exceeded", retryable=True)
+        return await super().receive(queue_url, **options)
+
+
+def test_sqs_throttling_halves_the_limit_but_never_below_the_minimum(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> Trace:
+        backend = _ThrottlingBackend(clock=asyncio.get_running_loop().time)
+        app = await backlog(backend, 10_000, concurrency_min=8, concurrency_max=40)
+        downstream = Downstream(base_s=0.05)
+
+        @app.handler()
+        async def handle(body: str) -> None:
+            await downstream.call()
+
+        async def throttle_later() -> None:
+            await anyio.sleep(6)
+            backend.throttling = True
+            await anyio.sleep(4)
+            backend.throttling = False
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(throttle_later)
+            trace = await consume(app, 12)
+        return trace
+
+    with caplog.at_level(logging.DEBUG, logger="aiosqsq.consumer"):
+        trace = run_virtual(scenario)
+    assert trace.between(5, 5.95)[-1] == 40
+    throttled = trace.between(6.5, 10)
+    assert min(throttled) == 8  # halved, again and again, down to the minimum only
+    changes = [r.getMessage() for r in caplog.records if "concurrency limit of" in r.getMessage()]
+    # one DEBUG line per change, with its reason
+    assert any(m.endswith("handle: 40 -> 20 (SQS throttled a receive)") for m in changes), changes
+
+
+@pytest.mark.parametrize("where", ["setting", "handler"])
+def test_a_pinned_concurrency_never_moves(where: str) -> None:
+    async def scenario() -> tuple[Trace, Downstream, App]:
+        backend = MemoryBackend(clock=asyncio.get_running_loop().time)
+        settings: dict[str, object] = {"concurrency": 7} if where == "setting" else {}
+        app = await backlog(backend, 3_000, **settings)
+        downstream = Downstream(base_s=0.05, knee=3)  # saturated: an adaptive one shrinks
+
+        @app.handler(concurrency=7 if where == "handler" else None)
+        async def handle(body: str) -> None:
+            await downstream.call()
+
+        return await consume(app, 5), downstream, app
+
+    trace, downstream, app = run_virtual(scenario)
+    assert {limit for _, limit in trace.samples} == {7}
+    assert downstream.peak == 7
+    assert app.statistics().limit_changes == 0
+
+
+def test_the_bounds_are_checked_and_the_error_names_both_variables() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        QueueSettings(_env_file=None, concurrency_min=50, concurrency_max=20)
+    assert str(raised.value) == (
+        "QUEUE_CONCURRENCY_MIN=50 is above QUEUE_CONCURRENCY_MAX=20: set the minimum at "
+        "most the maximum"
+    )
+    assert QueueSettings(_env_file=None).concurrency is None  # adaptive by default
