@@ -341,15 +341,13 @@ class App:
             return await self.service.enqueue_batch(
                 payloads, queue, delay_s=delay_s, attributes=attributes, group_id=group_id
             )
-        ids: list[str] = []
-        for payload in payloads:  # per message: middleware may give each its attributes
-            each = await self._outgoing(payload, queue, delay_s, attributes, group_id)
-            ids.extend(
-                await self.service.enqueue_batch(
-                    [payload], queue, delay_s=delay_s, attributes=each, group_id=group_id
-                )
-            )
-        return ids
+        each = [  # per message: middleware may give each attributes of its own
+            await self._outgoing(payload, queue, delay_s, attributes, group_id)
+            for payload in payloads
+        ]
+        return await self.service.enqueue_batch(
+            payloads, queue, delay_s=delay_s, group_id=group_id, each_attributes=each
+        )
 
     async def _outgoing(
         self,

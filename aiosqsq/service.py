@@ -156,17 +156,21 @@ class QueueService:
         delay_s: int = 0,
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
+        each_attributes: Sequence[Mapping[str, str | int | float | bytes] | None] | None = None,
     ) -> list[str]:
         """Send many messages in batches of up to 10 entries and 1 MiB; return their
-        MessageIds in order.
+        MessageIds in order. ``each_attributes`` gives each payload attributes of its own
+        (instead of ``attributes`` for all).
 
         Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before sending anything if
         one body is over 1 MiB, and :class:`~aiosqsq.errors.BackendError` naming the
         first entry SQS refused.
         """
+        if each_attributes is None:
+            each_attributes = [attributes] * len(payloads)
         entries = [
-            build_send_entry("0", payload, delay_s, attributes, group_id, None)
-            for payload in payloads
+            build_send_entry("0", payload, delay_s, own, group_id, None)
+            for payload, own in zip(payloads, each_attributes, strict=True)
         ]
         ids: list[str] = []
         for batch in pack(entries):  # 10 entries and 1 MiB per request, SQS's caps
