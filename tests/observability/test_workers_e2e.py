@@ -37,17 +37,20 @@ def get(port: int, path: str) -> tuple[int, str]:
         return 0, ""  # not listening yet
 
 
-def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(port: int) -> Samples:
     status, text = get(port, "/metrics")
     assert status == 200
-    found = {}
+    found: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
 
 
-def total(found: dict, name: str, **labels: str) -> float:
+def total(found: Samples, name: str, **labels: str) -> float:
     return sum(
         value
         for (sample, sample_labels), value in found.items()
