@@ -232,6 +232,12 @@ class App:
         return tuple(spec.queue or self.settings.default_queue for spec in self._handlers)
 
     @property
+    def consumers(self) -> tuple[Consumer, ...]:
+        """The consumers running now, one per handler (empty before start and after stop):
+        each has its ``registry`` of held messages and its ``statistics()``."""
+        return tuple(self._consumers)
+
+    @property
     def state(self) -> Any:
         """What the lifespan yielded, while the app runs.
 

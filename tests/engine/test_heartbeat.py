@@ -79,7 +79,7 @@ async def test_a_lost_lease_cancels_the_handler_with_a_warning(
         async with app:
             await started.wait()
             # Someone else deletes the message (e.g. an operator purge).
-            (entry,) = list(app._consumers[0].registry)
+            (entry,) = list(app.consumers[0].registry)
             await backend.delete_batch(url, [DeleteEntry("0", entry.receipt_handle)])
             await cancelled.wait()
 

@@ -53,7 +53,7 @@ async def test_the_worker_goes_on_after_a_lost_lease(swallow: bool) -> None:
             await started.wait()
             await app.send_batch(others[:10])
             await app.send_batch(others[10:])
-            await _purge_held(app._consumers[0].registry, backend, url)
+            await _purge_held(app.consumers[0].registry, backend, url)
             await cancelled.wait()
             await eventually(lambda: len(handled) == len(others), timeout_s=10)
     stats = app.statistics()
@@ -95,7 +95,7 @@ async def test_a_lost_lease_in_a_fifo_group_hands_the_rest_back() -> None:
     with anyio.fail_after(slow(15)):
         async with app:
             await started.wait()
-            (first,) = [e for e in app._consumers[0].registry if e.message.body == "g0"]
+            (first,) = [e for e in app.consumers[0].registry if e.message.body == "g0"]
             await backend.delete_batch(url, [DeleteEntry("0", first.receipt_handle)])
             await cancelled.wait()
             # The group's other four come back (handed back, then received again) in order.

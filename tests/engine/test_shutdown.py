@@ -162,7 +162,7 @@ async def test_sigterm_stops_gracefully_and_a_second_forces(backend: MemoryBacke
             tg.start_soon(run)
             await started.wait()
             os.kill(os.getpid(), signal.SIGTERM)
-            await eventually(lambda: app._stopping)
+            await eventually(lambda: app.stopping)
             stopping.set()
             os.kill(os.getpid(), signal.SIGTERM)  # the handler would run 60 s: force
     assert stopping.is_set()
@@ -181,7 +181,7 @@ async def test_a_queue_deleted_under_the_consumer_stops_it_with_a_clear_error(
     async def handle(payload: str) -> None: ...
 
     async def delete_soon() -> None:
-        await eventually(lambda: bool(app._consumers))
+        await eventually(lambda: bool(app.consumers))
         await backend.delete_queue(url)
 
     with anyio.fail_after(slow(10)):
