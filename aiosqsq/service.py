@@ -29,6 +29,7 @@ from aiosqsq.backends.base import (
 from aiosqsq.backends.limits import pack
 from aiosqsq.codec import encode
 from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
+from aiosqsq.large_payload import USER_ATTRIBUTES, LargePayloads
 from aiosqsq.producer import Producer
 from aiosqsq.settings import QueueSettings
 
@@ -58,6 +59,8 @@ class QueueService:
         )
         self._urls: dict[str, str] = {}
         self._producer = Producer(self.backend)
+        #: Bodies over QUEUE_LARGE_PAYLOAD_THRESHOLD go to S3 (None: off, no bucket set).
+        self.large_payloads = LargePayloads.from_settings(self.settings, self.backend)
 
     def __repr__(self) -> str:
         return f"QueueService(backend={self.settings.backend!r})"
@@ -75,6 +78,8 @@ class QueueService:
 
     async def aclose(self) -> None:
         """Close the backend if this service created it (not one passed in)."""
+        if self.large_payloads is not None:
+            await self.large_payloads.aclose()
         if self._owns_backend:
             await self.backend.aclose()
 
@@ -145,7 +150,9 @@ class QueueService:
         before sending if the message is over 1 MiB, and
         :class:`~aiosqsq.errors.BackendError` if SQS refuses it.
         """
-        entry = build_send_entry("0", payload, delay_s, attributes, group_id, deduplication_id)
+        entry = self._entry(payload, delay_s, attributes, group_id, deduplication_id)
+        if self.large_payloads is not None:
+            entry = await self.large_payloads.offload(entry)
         return await self._producer.send(await self.queue_url(queue), entry)
 
     async def enqueue_batch(
@@ -169,14 +176,37 @@ class QueueService:
         if each_attributes is None:
             each_attributes = [attributes] * len(payloads)
         entries = [
-            build_send_entry("0", payload, delay_s, own, group_id, None)
+            self._entry(payload, delay_s, own, group_id, None)
             for payload, own in zip(payloads, each_attributes, strict=True)
         ]
+        if self.large_payloads is not None:  # offloaded and inline ones mixed, then packed
+            entries = await self.large_payloads.offload_all(entries)
         ids: list[str] = []
         for batch in pack(entries):  # 10 entries and 1 MiB per request, SQS's caps
             positional = [replace(entry, id=str(i)) for i, entry in enumerate(batch)]
             ids.extend(await self._send(queue, positional))
         return ids
+
+    def _entry(
+        self,
+        payload: Any,
+        delay_s: int,
+        attributes: Mapping[str, str | int | float | bytes] | None,
+        group_id: str | None,
+        deduplication_id: str | None,
+    ) -> SendEntry:
+        if self.large_payloads is None:
+            return build_send_entry("0", payload, delay_s, attributes, group_id, deduplication_id)
+        return build_send_entry(  # offload() checks the size once the body is a pointer
+            "0",
+            payload,
+            delay_s,
+            attributes,
+            group_id,
+            deduplication_id,
+            max_attributes=USER_ATTRIBUTES,
+            max_bytes=None,
+        )
 
     async def _send(self, queue: str | None, entries: list[SendEntry]) -> list[str]:
         url = await self.queue_url(queue)
@@ -225,19 +255,32 @@ def build_send_entry(
     attributes: Mapping[str, str | int | float | bytes] | None,
     group_id: str | None,
     deduplication_id: str | None,
+    *,
+    max_attributes: int = MAX_MESSAGE_ATTRIBUTES,
+    max_bytes: int | None = MAX_MESSAGE_BYTES,
 ) -> SendEntry:
-    """A checked :class:`SendEntry`: encodes the payload and the attributes."""
+    """A checked :class:`SendEntry`: encodes the payload and the attributes.
+
+    ``max_attributes`` is 9 with large payloads on (one is reserved for the size
+    attribute); ``max_bytes`` None leaves the size to the large-payload offload.
+    """
     if not 0 <= delay_s <= MAX_DELAY_S:
         raise ValueError(f"delay_s={delay_s!r}: SQS allows 0 to {MAX_DELAY_S} seconds")
     body = encode(payload)
-    if attributes and len(attributes) > MAX_MESSAGE_ATTRIBUTES:
+    if attributes and len(attributes) > max_attributes:
+        reserved = (
+            ""
+            if max_attributes == MAX_MESSAGE_ATTRIBUTES
+            else f" of its {MAX_MESSAGE_ATTRIBUTES} with large payloads on (one is reserved "
+            "for the payload's size attribute)"
+        )
         raise ValueError(
             f"the message has {len(attributes)} message attributes; SQS allows "
-            f"{MAX_MESSAGE_ATTRIBUTES} (send middleware counts: it may have added some)"
+            f"{max_attributes}{reserved} (send middleware counts: it may have added some)"
         )
     message_attributes = encode_attributes(attributes or {})
     size = message_size(body, message_attributes)
-    if size > MAX_MESSAGE_BYTES:
+    if max_bytes is not None and size > max_bytes:
         raise PayloadTooLargeError(
             f"message of {size} bytes (body and attributes) is over SQS's limit of "
             f"{MAX_MESSAGE_BYTES} bytes: store the payload elsewhere (e.g. S3) and send a reference"

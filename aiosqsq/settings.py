@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
+from aiosqsq.backends.base import MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT_S
 from aiosqsq.backends.sqs_config import SQSConfig, Transport
 from aiosqsq.errors import ConfigurationError
 
@@ -39,6 +39,16 @@ _EXPECTED: dict[str, str] = {
     "tracing": "one of: on, off",
     "queue_stats_interval": "a number of seconds >= 0 (0: off)",
     "liveness_timeout": "a number of seconds > 0",
+    "large_payload_bucket": "an S3 bucket name (unset: large payloads off)",
+    "large_payload_threshold": "a number of bytes from 0 to 1048576",
+    "large_payload_always": "true or false",
+    "large_payload_prefix": "an S3 key prefix such as payloads/",
+    "large_payload_cleanup": "true or false",
+    "large_payload_max_bytes": "a number of bytes >= 1",
+    "large_payload_size_attribute": "one of: ExtendedPayloadSize, SQSLargePayloadSize",
+    "large_payload_kms_key_id": "a KMS key id, alias or ARN",
+    "large_payload_ignore_missing": "true or false",
+    "s3_endpoint_url": "a URL such as http://127.0.0.1:5000",
 }
 _SECRETS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
 
@@ -86,6 +96,20 @@ class QueueSettings(BaseSettings):
     tracing: Literal["on", "off"] = "on"
     queue_stats_interval: float = Field(default=60.0, ge=0)
     liveness_timeout: float = Field(default=60.0, gt=0)
+
+    # large payloads through S3 (aiosqsq.large_payload); off while no bucket is set
+    large_payload_bucket: str | None = None
+    large_payload_threshold: int = Field(default=MAX_MESSAGE_BYTES, ge=0, le=MAX_MESSAGE_BYTES)
+    large_payload_always: bool = False
+    large_payload_prefix: str = ""
+    large_payload_cleanup: bool = False
+    large_payload_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    large_payload_size_attribute: Literal["ExtendedPayloadSize", "SQSLargePayloadSize"] = (
+        "ExtendedPayloadSize"
+    )
+    large_payload_kms_key_id: str | None = None
+    large_payload_ignore_missing: bool = False
+    s3_endpoint_url: str | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
