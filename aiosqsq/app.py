@@ -41,7 +41,7 @@ from aiosqsq.middleware import (
     chain,
     check_middleware,
 )
-from aiosqsq.observability.runtime import instrument, observe
+from aiosqsq.observability.runtime import instrument, observe, sending
 from aiosqsq.pipeline import build_batch_process, build_process
 from aiosqsq.preflight import preflight
 from aiosqsq.router import Registration, Router, duplicate_message
@@ -321,15 +321,18 @@ class App:
         MessageId. FIFO queues need ``group_id`` (and ``deduplication_id`` unless the
         queue deduplicates by content). Send middleware runs first."""
         self._warn_if_in_memory()
-        attributes = await self._outgoing(payload, queue, delay_s, attributes, group_id)
-        return await self.service.enqueue(
-            payload,
-            queue,
-            delay_s=delay_s,
-            attributes=attributes,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
-        )
+        with sending(self, queue, 1) as traced:  # a PRODUCER span, its context added
+            attributes = traced(
+                await self._outgoing(payload, queue, delay_s, attributes, group_id)
+            )
+            return await self.service.enqueue(
+                payload,
+                queue,
+                delay_s=delay_s,
+                attributes=attributes,
+                group_id=group_id,
+                deduplication_id=deduplication_id,
+            )
 
     async def send_batch(
         self,
@@ -343,17 +346,22 @@ class App:
         """Send many payloads in batches of up to 10 and 1 MiB; return their MessageIds
         in order. With send middleware, each message may carry attributes of its own."""
         self._warn_if_in_memory()
-        if not self._send_middleware:
+        with sending(self, queue, len(payloads)) as traced:  # one PRODUCER span per call
+            if not self._send_middleware:
+                return await self.service.enqueue_batch(
+                    payloads,
+                    queue,
+                    delay_s=delay_s,
+                    attributes=traced(attributes),
+                    group_id=group_id,
+                )
+            each = [  # per message: middleware may give each attributes of its own
+                traced(await self._outgoing(payload, queue, delay_s, attributes, group_id))
+                for payload in payloads
+            ]
             return await self.service.enqueue_batch(
-                payloads, queue, delay_s=delay_s, attributes=attributes, group_id=group_id
+                payloads, queue, delay_s=delay_s, group_id=group_id, each_attributes=each
             )
-        each = [  # per message: middleware may give each attributes of its own
-            await self._outgoing(payload, queue, delay_s, attributes, group_id)
-            for payload in payloads
-        ]
-        return await self.service.enqueue_batch(
-            payloads, queue, delay_s=delay_s, group_id=group_id, each_attributes=each
-        )
 
     async def _outgoing(
         self,

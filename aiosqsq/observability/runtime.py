@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from aiosqsq.app import App
+    from aiosqsq.observability.tracing import Tracing
+
+Sent = Mapping[str, str | int | float | bytes] | None
 
 logger = logging.getLogger("aiosqsq.observability")
 
@@ -64,13 +67,19 @@ class Instruments:
                 from aiosqsq.observability.emf import EmfWriter
 
                 self.emf = EmfWriter(registry or REGISTRY)
+        self.tracing: Tracing | None = None
+        if settings.tracing == "on" and tracing_available():
+            from aiosqsq.observability.tracing import Tracing
+
+            self.tracing = Tracing()
+            app.add_observer(self.tracing.observe)
         app.middleware(self.middleware)
         if self.recorder is not None:
             app.add_observer(self.recorder.observe)
 
     async def middleware(self, message: Any, call_next: Any) -> Any:
-        """Set the log context, note the call for liveness, then time the handler (when
-        metrics are on)."""
+        """Set the log context, note the call for liveness, then trace (when tracing is
+        on) and time the handler (when metrics are on)."""
         first = message[0] if isinstance(message, list) and message else message
         queue = queue_name(first.queue) if first else ""
         if first is message:
@@ -79,13 +88,46 @@ class Instruments:
         key = object()
         if health is not None and first:
             health.call_started(key, first.message_id, queue)
+        recorder, tracing = self.recorder, self.tracing
         try:
-            if self.recorder is None:
-                return await call_next()
-            return await self.recorder.middleware(message, call_next)
+            if tracing is None:
+                if recorder is None:
+                    return await call_next()
+                return await recorder.middleware(message, call_next)
+            if recorder is None:
+                return await tracing.middleware(message, call_next)
+
+            def timed() -> Awaitable[Any]:
+                return recorder.middleware(message, call_next)
+
+            return await tracing.middleware(message, timed)
         finally:
             if health is not None:
                 health.call_ended(key)
+
+
+def tracing_available() -> bool:
+    try:
+        import opentelemetry.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def sending(app: App, queue: str | None, count: int) -> Iterator[Callable[[Sent], Sent]]:
+    """Around one ``send``/``send_batch`` call: the PRODUCER span, and what adds its
+    context to a message's attributes (nothing without tracing)."""
+    tracing = instrument(app).tracing
+    if tracing is None:
+        yield _unchanged
+        return
+    with tracing.sending(queue or app.settings.default_queue, count):
+        yield tracing.inject
+
+
+def _unchanged(attributes: Sent) -> Sent:
+    return attributes
 
 
 def instrument(app: App, *, registry: CollectorRegistry | None = None) -> Instruments:
@@ -175,6 +217,8 @@ async def _tick(app: App, instruments: Instruments, health: Health) -> None:
             recorder.metrics.loop_lag.set(max(0.0, time.monotonic() - expected))
             if ticks % _SYNC_EVERY == 0:
                 recorder.sync(app.consumer_statistics())
+        if instruments.tracing is not None and ticks % _SYNC_EVERY == 0:
+            instruments.tracing.sweep()
         if instruments.emf is not None and ticks % instruments.emf.every_ticks == 0:
             instruments.emf.flush()
         if health_dir and ticks % 2 == 0:
