@@ -32,6 +32,7 @@ from aiosqsq.cli.dlq import dlq
 from aiosqsq.cli.local import run_locally
 from aiosqsq.cli.queues import queues
 from aiosqsq.cli.send_command import send
+from aiosqsq.cli.top import top
 from aiosqsq.cli.worker import DOTENV, SUPERVISED_ENV, logger, run_worker, version_text
 from aiosqsq.errors import ConfigurationError
 from aiosqsq.exit_codes import ExitCode
@@ -93,6 +94,7 @@ def cli() -> None:
 cli.add_command(queues)
 cli.add_command(send)
 cli.add_command(dlq)
+cli.add_command(top)
 
 
 @cli.command(epilog=_exit_codes())
