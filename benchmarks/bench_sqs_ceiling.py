@@ -63,11 +63,13 @@ class Runner:
     kind: str  # a sqs_consumers.py consumer: aiosqsq, hand, produce-aiosqsq, produce-hand
     transport: str = "lean"
     k: int = 16
+    metrics: str = "on"  # aiosqsq's QUEUE_METRICS
 
     @property
     def label(self) -> str:
         if self.kind.endswith("aiosqsq"):
-            return f"{self.kind} {self.transport}"
+            off = ", metrics off" if self.metrics == "off" else ""
+            return f"{self.kind} {self.transport}{off}"
         return f"{self.kind} K={self.k}"
 
     @property
@@ -125,6 +127,8 @@ async def run_once(
             str(runner.k),
             "--transport",
             runner.transport,
+            "--metrics",
+            runner.metrics,
             "--wait-time-s",
             "1",
             "--timeout-s",
@@ -261,6 +265,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100, help="aiosqsq's (100)")
     parser.add_argument("--no-producers", action="store_true", help="consumers only")
     parser.add_argument("--profile", action="store_true", help="then profile each consumer")
+    parser.add_argument(
+        "--metrics-off",
+        action="store_true",
+        help="also drain with aiosqsq lean with QUEUE_METRICS=off (what the metrics cost)",
+    )
     parser.add_argument("--drain-timeout-s", type=float, default=300.0)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON")
     args = parser.parse_args()
@@ -269,6 +278,8 @@ def main() -> None:
         Runner("aiosqsq", "botocore"),
         Runner("hand", k=args.k),
     ]
+    if args.metrics_off:
+        runners.insert(1, Runner("aiosqsq", "lean", metrics="off"))
     if not args.no_producers:
         runners += [
             Runner("produce-aiosqsq", "lean", args.producer_k),

@@ -39,6 +39,7 @@ BANDS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("aiohttp", ("aiohttp",), "#8fbc8f"),
     ("asyncio loop + sockets", ("asyncio",), "#b0c4de"),
     ("anyio", ("anyio",), "#7b9fd1"),
+    ("aiosqsq: lean transport + SigV4", ("aiosqsq: lean",), "#4a90d9"),
     ("aiosqsq (engine + backend)", ("aiosqsq:",), "#1f6fb4"),
     ("handler, loop, other", ("handler", "other"), "#d9d9d9"),
 )

@@ -168,6 +168,7 @@ async def run_aiosqsq(args: argparse.Namespace, window: Window) -> dict[str, Any
         sqs_queue_url=args.queue_url,
         sqs_endpoint_url=args.endpoint,
         sqs_transport=args.transport,
+        metrics=args.metrics,  # ignored by a version without metrics (extra="ignore")
         aws_region=REGION,
         concurrency=args.concurrency,
         pollers=args.pollers,  # None: aiosqsq's default, one per 10 slots, at most 4
@@ -188,7 +189,7 @@ async def run_aiosqsq(args: argparse.Namespace, window: Window) -> dict[str, Any
         await backend.aclose()
     return {
         "statistics": stats.summary(),
-        "pollers": settings.pollers_for(settings.concurrency),
+        "pollers": settings.pollers_for(args.concurrency),
         "transport": args.transport,
     }
 
@@ -364,6 +365,9 @@ def main() -> None:
     parser.add_argument("consumer", choices=["aiosqsq", "hand", "produce-aiosqsq", "produce-hand"])
     parser.add_argument(
         "--transport", choices=["lean", "botocore"], default="lean", help="aiosqsq's (lean)"
+    )
+    parser.add_argument(
+        "--metrics", choices=["on", "off"], default="on", help="aiosqsq's QUEUE_METRICS (on)"
     )
     parser.add_argument("--endpoint", required=True, help="the counting proxy's URL")
     parser.add_argument("--queue-url", required=True)
