@@ -5,26 +5,30 @@ It watches, in windows of at least :data:`MIN_WINDOW_S` and enough completed cal
 handler's mean latency, its failures, the receives (full or not) and throttling, and
 moves the limit (:class:`~aiosqsq.engine.limiter.ConcurrencyLimit`):
 
-* **grow** while the limit binds (calls wait for it, or receives come back full while the
-  pollers that follow the limit can still be added), the latency stays within
-  :data:`GROW_TOLERANCE` of its unloaded value, and the last growth paid: the
-  throughput rose by at least :data:`MIN_GAIN` of the step (a step that did not pay is
-  taken back, and probed again :data:`COOLDOWN_WINDOWS` later). Steps are x1.5 until
-  the first sign of saturation ("slow start"), then +10%: a steady state swings by
-  at most one step;
+* **grow** while the limit binds and the latency stays within :data:`GROW_TOLERANCE` of
+  its unloaded value. It binds when calls wait for it; or when receives come back full
+  while the pollers that follow the limit can still be added, and then only while each
+  growth pays: the throughput rose by at least :data:`MIN_GAIN` of the step (a step
+  that did not pay is taken back, and probed again :data:`COOLDOWN_WINDOWS` later).
+  Steps are x1.5 until the first sign of saturation ("slow start"), then +10%: a
+  steady state swings by about one step;
 * **shrink** multiplicatively when the latency passes :data:`SHRINK_TOLERANCE` of its
-  unloaded value (x0.9: the downstream queues), when at least
-  :data:`ERROR_SHARE` of the calls failed or timed out (x0.7), or at once when SQS
-  throttles a receive (x0.5). After a shrink for errors or throttling, slow start
-  returns up to the limit held before;
-* hold otherwise (a queue drained, a limit that does not bind, a latency between the
-  tolerances).
+  unloaded value (x0.9: the downstream queues), when at least :data:`ERROR_SHARE` of
+  the calls failed or timed out (x0.7), or at once when SQS throttles a receive (x0.5).
+  After a shrink for failures or throttling, slow start returns to the limit held
+  before;
+* **hold** otherwise (a queue drained, a limit that does not bind, a latency between
+  the tolerances).
 
 The unloaded latency is the lowest window mean of the last :data:`BASELINE_WINDOWS`
 windows, plus :data:`LATENCY_SLACK_S` of event-loop jitter (a no-op handler's latency is
-noise). Bounds are :class:`~aiosqsq.engine.config.LimitBounds`. All timing reads the
-consumer's clock, so a fake clock drives it exactly. Costs two clock readings and a few
-additions per message; the decision runs once per window.
+noise). When shrinks for latency do not lower it (:data:`REBASE_AFTER` in a row), the
+downstream got slower for every call (not congested): the latency now becomes the
+unloaded one. The window after a
+change is not judged but for failures (it mixes both limits). Bounds are
+:class:`~aiosqsq.engine.config.LimitBounds`. All timing reads the consumer's clock, so a
+fake clock drives it exactly. Costs two clock readings and a few additions per message;
+the decision runs once per window.
 """
 
 from __future__ import annotations
@@ -38,15 +42,17 @@ from aiosqsq.engine.limiter import ConcurrencyLimit
 
 MIN_WINDOW_S = 0.1
 MIN_WINDOW_CALLS = 10
-GROW_TOLERANCE = 1.1  # grow only while the latency is within 10% of its unloaded value
-SHRINK_TOLERANCE = 1.25  # shrink once it is 25% above
+GROW_TOLERANCE = 1.05  # grow only while the latency is within 5% of its unloaded value
+SHRINK_TOLERANCE = 1.15  # shrink once it is 15% above
 LATENCY_SLACK_S = 0.001
 ERROR_SHARE = 0.1  # shrink once 10% of a window's calls failed or timed out
 SLOW_START_STEP = 0.5
 PROBE_STEP = 0.1
 MIN_GAIN = 0.3  # a growth pays when throughput rose by 30% of the step, or more
+SLOW_START_LOSS = 0.1  # a slow-start step is taken back only if throughput fell by this
 COOLDOWN_WINDOWS = 10
-BASELINE_WINDOWS = 50
+BASELINE_WINDOWS = 1000
+REBASE_AFTER = 2  # shrinks for latency in a row that did not lower it: rebase
 LATENCY_SHRINK = 0.9
 ERROR_SHRINK = 0.7
 THROTTLE_SHRINK = 0.5
@@ -77,6 +83,8 @@ class AdaptiveLimit:
         self._cooldown = 0
         self._settling = True  # the first window after a change is not measured
         self._throttled_at = -math.inf
+        self._shrunk_from: float | None = None  # the latency the first of shrinks saw
+        self._flat_shrinks = 0  # shrinks for latency since then that did not lower it
         self._begin(clock())
 
     def _begin(self, now: float) -> None:
@@ -130,43 +138,63 @@ class AdaptiveLimit:
             reason = f"{self._failures} of {self._calls} calls failed or timed out"
             self._shrink(ERROR_SHRINK, reason, now, slow_start=True)
             return
-        settling, self._settling = self._settling, False
+        if self._settling:  # the window after a change mixes both limits: not judged
+            self._settling = False
+            self._begin(now)
+            return
         self._means.append(mean)
         unloaded = min(self._means)
+        if self._shrunk_from is not None and mean >= self._shrunk_from:
+            self._flat_shrinks += 1
+            if self._flat_shrinks >= REBASE_AFTER:
+                # Fewer calls at once did not make them faster: the downstream got slower
+                # for every call, not congested. Its latency now is the unloaded one.
+                self._means.clear()
+                self._means.append(mean)
+                unloaded = mean
         if mean > unloaded * SHRINK_TOLERANCE + LATENCY_SLACK_S:
             reason = f"latency {mean * 1e3:.1f} ms, unloaded {unloaded * 1e3:.1f} ms"
             self._shrink(LATENCY_SHRINK, reason, now, slow_start=False)
+            if self._shrunk_from is None:
+                self._shrunk_from, self._flat_shrinks = mean, 0
             return
-        if settling:
-            self._begin(now)
-            return
+        self._shrunk_from = None
         if self._probe is not None:
             before, before_throughput = self._probe
             self._probe = None
             step = (limit - before) / before
             if throughput < before_throughput * (1 + MIN_GAIN * step):
-                self._ssthresh = before
-                self._cooldown = COOLDOWN_WINDOWS
                 gain = throughput / before_throughput - 1 if before_throughput else 0.0
+                self._cooldown = COOLDOWN_WINDOWS
+                if limit < self._ssthresh and gain > -SLOW_START_LOSS:
+                    # slow start ends here; one noisy window does not take the step back
+                    self._ssthresh = limit
+                    self._begin(now)
+                    return
+                self._ssthresh = before
                 self._set(before, f"growth to {limit} did not pay (throughput {gain:+.0%})", now)
                 return
         if self._cooldown:
             self._cooldown -= 1
             self._begin(now)
             return
+        bound = self._bound
         receive_bound = (
             self._receives > 0
             and self._full_receives * 2 >= self._receives
             and self._pollers_can_grow(limit)
         )
         near_unloaded = mean <= unloaded * GROW_TOLERANCE + LATENCY_SLACK_S
-        if limit < self._bounds.maximum and near_unloaded and (self._bound or receive_bound):
+        if limit < self._bounds.maximum and near_unloaded and (bound or receive_bound):
             step = SLOW_START_STEP if limit < self._ssthresh else PROBE_STEP
             new = min(self._bounds.maximum, limit + max(1, math.ceil(limit * step)))
             if limit < self._ssthresh:
                 new = min(new, max(self._ssthresh, limit + 1))
-            self._probe = (limit, throughput)
-            why = "calls waited for the limit" if self._bound else "receives came back full"
+            # Calls that wait for the limit say it binds: with the latency flat, a larger
+            # one runs more at once. Receives that come back full only say that more
+            # pollers might help: whether they did is checked on the next window.
+            self._probe = None if bound else (limit, throughput)
+            why = "calls waited for the limit" if bound else "receives came back full"
             self._set(new, f"{why}, latency {mean * 1e3:.1f} ms near unloaded", now)
             return
         self._begin(now)

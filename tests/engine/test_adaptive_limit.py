@@ -76,6 +76,7 @@ class Downstream:
     base_s: float
     knee: int | None = None
     failing: Callable[[float], bool] = lambda now: False
+    slower: Callable[[float], float] = lambda now: 1.0  # every call's latency times this
     fail_every: int = 3
     in_flight: int = 0
     peak: int = 0
@@ -88,7 +89,7 @@ class Downstream:
         self.calls += 1
         number = self.calls
         try:
-            latency = self.base_s
+            latency = self.base_s * self.slower(anyio.current_time())
             if self.knee is not None and self.in_flight > self.knee:
                 latency *= self.in_flight / self.knee
             await anyio.sleep(latency)
@@ -198,6 +199,17 @@ def test_failures_shrink_the_limit_within_2_s_and_it_recovers_after() -> None:
     assert before[-1] == 50
     assert max(during) <= 25  # dropped by half or more within 2 s of the first failure
     assert min(after) >= 40  # recovered
+
+
+def test_a_downstream_slower_for_every_call_is_relearned_not_shrunk_to_the_minimum() -> None:
+    # from 5 s every call takes twice as long, however many run: that is not congestion
+    downstream = Downstream(base_s=0.05, slower=lambda now: 2.0 if now >= 5 else 1.0)
+    trace = run_virtual(lambda: _run_with(downstream, 20_000, 25, concurrency_max=60))
+    late = trace.between(15, 25)
+    print(f"before {trace.between(4, 4.95)[-1]}, from 5 s min {min(trace.between(5, 25))}")
+    assert trace.between(4, 4.95)[-1] == 60
+    assert min(trace.between(5, 25)) >= 30  # a couple of shrinks, then the new latency is known
+    assert late == [60] * len(late)
 
 
 class _ThrottlingBackend(MemoryBackend):
