@@ -445,7 +445,9 @@ class SQSBackend:
                         region_name=self._region,
                         endpoint_url=self._endpoint_url,
                         config=config,
-                        verify=True,
+                        # None, not True: verification stays on, and botocore then trusts
+                        # the AWS_CA_BUNDLE (or ca_bundle profile) roots when they are set
+                        verify=None,
                         **self._credentials(),
                     )
                 )
@@ -750,7 +752,7 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
     }
     status = _mapping(response, "ResponseMetadata").get("HTTPStatusCode")
     if bare & _NOT_FOUND:
-        return QueueNotFoundError(queue)
+        return QueueNotFoundError(queue, operation)
     if bare & _BATCH:
         batch_code = sorted(bare & _BATCH)[0]
         return BatchRequestError(
