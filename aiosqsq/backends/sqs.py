@@ -752,7 +752,7 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
     }
     status = _mapping(response, "ResponseMetadata").get("HTTPStatusCode")
     if bare & _NOT_FOUND:
-        return QueueNotFoundError(queue, operation)
+        return QueueNotFoundError(queue)
     if bare & _BATCH:
         batch_code = sorted(bare & _BATCH)[0]
         return BatchRequestError(
