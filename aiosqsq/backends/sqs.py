@@ -1,8 +1,12 @@
 """The SQS backend: :class:`~aiosqsq.backends.base.QueueBackend` on Amazon SQS.
 
-The only module of aiosqsq that imports aioboto3/aiobotocore/botocore. One long-lived
-client per backend (created on first use, closed by :meth:`SQSBackend.aclose`) shares
-one aiohttp connection pool between pollers, acker, heartbeat and producer.
+With :mod:`aiosqsq.backends.sqs_lean`, the only modules of aiosqsq that import
+aioboto3/aiobotocore/botocore. One long-lived client per backend (created on first use,
+closed by :meth:`SQSBackend.aclose`) shares one aiohttp connection pool between pollers,
+acker, heartbeat and producer. The calls made per message go through the lean transport
+on that pool when ``SQSConfig.transport`` is ``lean`` (the default), every other call
+through the client; the lean transport raises botocore's exceptions, so both paths meet
+in :func:`_translate`.
 
 Errors are translated in one place, :func:`_translate`:
 
