@@ -297,7 +297,7 @@ class App:
                 "QUEUE_BACKEND=memory: queues live inside this process only, so no other "
                 "process can send to or receive from them, and what is still queued is "
                 "lost when it exits. For SQS set QUEUE_BACKEND=sqs and "
-                "QUEUE_SQS_QUEUE_URL; for a local SQS run the worker with "
+                "QUEUE_SQS_QUEUE_URL; to try SQS on this machine, run the worker with "
                 "'aiosqsq run APP --local'"
             )
 
@@ -322,9 +322,7 @@ class App:
         queue deduplicates by content). Send middleware runs first."""
         self._warn_if_in_memory()
         with sending(self, queue, 1) as traced:  # a PRODUCER span, its context added
-            attributes = traced(
-                await self._outgoing(payload, queue, delay_s, attributes, group_id)
-            )
+            attributes = traced(await self._outgoing(payload, queue, delay_s, attributes, group_id))
             return await self.service.enqueue(
                 payload,
                 queue,
@@ -603,6 +601,13 @@ class App:
             sum(connections_needed(config) for config in configs) + _SENDER_CONNECTIONS
         )
         clock = backend.clock if isinstance(backend, MemoryBackend) else time.monotonic
+        large_payloads = self.service.large_payloads  # S3 pointers fetched before decoding
+        # with cleanup, an S3 object is deleted once its message's delete succeeded
+        on_deleted = (
+            large_payloads.delete_objects
+            if large_payloads is not None and large_payloads.cleanup
+            else None
+        )
         consumers: list[Consumer] = []
         for spec, config in zip(self._handlers, configs, strict=True):
             resources = self._resources_for(spec)
@@ -613,18 +618,19 @@ class App:
             if spec.batch is None:
                 consumer = Consumer(
                     spec.name,
-                    build_process(spec, middleware, resources),
+                    build_process(spec, middleware, resources, payloads=large_payloads),
                     backend,
                     info,
                     config,
                     timeout_s=spec.timeout_s,
                     observer=self._notify,
                     clock=clock,
+                    on_deleted=on_deleted,
                 )
             else:
                 consumer = BatchConsumer(
                     spec.name,
-                    build_batch_process(spec, middleware, resources),
+                    build_batch_process(spec, middleware, resources, payloads=large_payloads),
                     backend,
                     info,
                     config,
@@ -633,6 +639,7 @@ class App:
                     timeout_s=spec.timeout_s,
                     observer=self._notify,
                     clock=clock,
+                    on_deleted=on_deleted,
                 )
             consumers.append(consumer)
         return consumers

@@ -50,12 +50,14 @@ class Decoder:
             return cls(annotation, None, None)
         return cls(annotation, pydantic.TypeAdapter(annotation), None)
 
-    def decode(self, body: str) -> Any:
+    def decode(self, body: str, *, max_chars: int = MAX_MESSAGE_BYTES) -> Any:
+        """The payload of ``body``; ``max_chars`` is more than SQS's limit only for a body
+        fetched from S3 (:mod:`aiosqsq.large_payload`). Raises :class:`PayloadError`."""
         if self._raw is str:
             return body
         if self._raw is bytes:
             return body.encode("utf-8", "surrogatepass")
-        if len(body) > MAX_MESSAGE_BYTES:  # SQS never delivers more; refuse before parsing
+        if len(body) > max_chars:  # SQS never delivers more; refuse before parsing
             raise PayloadError("PayloadTooLarge", f"body of {len(body)} characters")
         try:
             data = orjson.loads(body)

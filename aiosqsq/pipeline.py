@@ -7,24 +7,64 @@ import logging
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
-from aiosqsq.backends.base import QueueMessage
+import anyio
+
+from aiosqsq.backends.base import MAX_MESSAGE_BYTES, QueueMessage
 from aiosqsq.codec import PayloadError
 from aiosqsq.engine.batch import BatchProcess
-from aiosqsq.engine.consumer import Process
-from aiosqsq.engine.settle import BadPayload, Failed, Outcome
+from aiosqsq.engine.consumer import Process, describe_error
+from aiosqsq.engine.settle import SUCCEEDED, BadPayload, Failed, Outcome
 from aiosqsq.envelopes import S3Record, Unwrapped, unwrap
 from aiosqsq.handler import HandlerSpec
+from aiosqsq.large_payload import LargePayloads, is_pointer_message
 from aiosqsq.message import Lease, Message
 from aiosqsq.middleware import MessageBatch, Middleware, chain
 
 logger = logging.getLogger("aiosqsq.consumer")
 
 
+_PARALLEL_FETCHES = 16  # S3 GETs at once for one batch of a batch handler
+
+
 def build_process(
-    spec: HandlerSpec, middleware: Sequence[Middleware], resources: Mapping[str, Any]
+    spec: HandlerSpec,
+    middleware: Sequence[Middleware],
+    resources: Mapping[str, Any],
+    *,
+    payloads: LargePayloads | None = None,
 ) -> Process:
-    """The engine's per-message call for a single-message handler."""
+    """The engine's per-message call for a single-message handler; with ``payloads``, a
+    pointer's payload is fetched from S3 first (see :func:`with_payloads`)."""
+    process = _build_process(spec, middleware, resources, payloads)
+    return process if payloads is None else with_payloads(process, payloads)
+
+
+def with_payloads(process: Process, payloads: LargePayloads) -> Process:
+    """``process`` given the payload in place of an S3 pointer, before middleware,
+    decoding and the handler. The message already holds its handler slot, so no fetch
+    starts without one. A pointer that will never resolve raises PayloadError (the
+    dead-letter queue, with the reason); a missing object with ignore_missing set
+    returns (deleted, unhandled); throttling and network errors propagate (retried)."""
+
+    async def fetching(queue_message: QueueMessage, lease: Lease) -> None:
+        if is_pointer_message(queue_message.message_attributes):
+            fetched = await payloads.fetch(queue_message)
+            if fetched is None:
+                return
+            queue_message = fetched
+        await process(queue_message, lease)
+
+    return fetching
+
+
+def _build_process(
+    spec: HandlerSpec,
+    middleware: Sequence[Middleware],
+    resources: Mapping[str, Any],
+    large: LargePayloads | None,
+) -> Process:
     func, decoder, envelope = spec.func, spec.decoder, spec.envelope
+    max_chars = _max_chars(large)
     payload_name, message_name = spec.payload_name, spec.message_name
     base_kwargs = dict(resources)
 
@@ -38,7 +78,7 @@ def build_process(
 
     async def handle(queue_message: QueueMessage, message: Message | None) -> None:
         if envelope is None:
-            await call(decoder.decode(queue_message.body), message)
+            await call(decoder.decode(queue_message.body, max_chars=max_chars), message)
             return
         unwrapped = unwrap(envelope, queue_message.body)
         if message is not None:
@@ -75,10 +115,90 @@ def build_process(
 
 
 def build_batch_process(
-    spec: HandlerSpec, middleware: Sequence[Middleware], resources: Mapping[str, Any]
+    spec: HandlerSpec,
+    middleware: Sequence[Middleware],
+    resources: Mapping[str, Any],
+    *,
+    payloads: LargePayloads | None = None,
 ) -> BatchProcess:
-    """The engine's per-batch call for a batch handler (see :data:`BatchProcess`)."""
-    func, decode, envelope = spec.func, spec.decoder.decode, spec.envelope
+    """The engine's per-batch call for a batch handler (see :data:`BatchProcess`); with
+    ``payloads``, pointers' payloads are fetched from S3 first (see
+    :func:`batch_with_payloads`)."""
+    process = _build_batch_process(spec, middleware, resources, payloads)
+    return process if payloads is None else batch_with_payloads(process, payloads)
+
+
+def batch_with_payloads(process: BatchProcess, payloads: LargePayloads) -> BatchProcess:
+    """``process`` given payloads in place of S3 pointers (up to 16 GETs at once): a
+    message whose pointer will never resolve is a bad payload, one whose fetch failed
+    for now is retried, and neither is passed on; the rest keep their order."""
+
+    async def fetching(
+        queue_messages: Sequence[QueueMessage],
+        leases: Sequence[Lease],
+        outcomes: MutableMapping[int, Outcome],
+    ) -> None:
+        if not any(is_pointer_message(m.message_attributes) for m in queue_messages):
+            await process(queue_messages, leases, outcomes)
+            return
+        resolved = await _fetch_all(payloads, queue_messages, outcomes)
+        keep = [i for i in range(len(queue_messages)) if i not in outcomes]
+        if not keep:
+            return
+        theirs: dict[int, Outcome] = {}
+        try:
+            await process([resolved[i] for i in keep], [leases[i] for i in keep], theirs)
+        finally:
+            for index, outcome in theirs.items():
+                outcomes[keep[index]] = outcome
+
+    return fetching
+
+
+async def _fetch_all(
+    payloads: LargePayloads,
+    queue_messages: Sequence[QueueMessage],
+    outcomes: MutableMapping[int, Outcome],
+) -> list[QueueMessage]:
+    """Each message with its payload fetched; an outcome set for those not to pass on."""
+    resolved = list(queue_messages)
+    limiter = anyio.CapacityLimiter(_PARALLEL_FETCHES)
+
+    async def fetch(index: int, queue_message: QueueMessage) -> None:
+        async with limiter:
+            try:
+                fetched = await payloads.fetch(queue_message)
+            except PayloadError as error:
+                outcomes[index] = BadPayload(error)
+                return
+            except Exception as exc:
+                logger.error(
+                    "fetching the large payload of message %s failed (%s); it is retried",
+                    queue_message.message_id,
+                    describe_error(exc),
+                )
+                outcomes[index] = Failed(error_class=type(exc).__name__)
+                return
+        if fetched is None:  # missing, and ignore_missing set: deleted unhandled
+            outcomes[index] = SUCCEEDED
+        else:
+            resolved[index] = fetched
+
+    async with anyio.create_task_group() as task_group:
+        for index, queue_message in enumerate(queue_messages):
+            if is_pointer_message(queue_message.message_attributes):
+                task_group.start_soon(fetch, index, queue_message)
+    return resolved
+
+
+def _build_batch_process(
+    spec: HandlerSpec,
+    middleware: Sequence[Middleware],
+    resources: Mapping[str, Any],
+    large: LargePayloads | None,
+) -> BatchProcess:
+    func, decoder, envelope = spec.func, spec.decoder, spec.envelope
+    max_chars = _max_chars(large)
     payload_name, message_name = spec.payload_name, spec.message_name
     layers = tuple(middleware)
     # Message objects are made only for whoever sees them: middleware, the handler, an
@@ -105,7 +225,7 @@ def build_batch_process(
             for index, queue_message in enumerate(queue_messages):
                 try:
                     if envelope is None:
-                        payloads.append(decode(queue_message.body))
+                        payloads.append(decoder.decode(queue_message.body, max_chars=max_chars))
                         owners.append(index)
                         continue
                     message = messages[index] if messages is not None else None
@@ -144,9 +264,12 @@ def build_batch_process(
     return process
 
 
-def _payloads(
-    spec: HandlerSpec, queue_message: QueueMessage, message: Message | None
-) -> list[Any]:
+def _max_chars(large: LargePayloads | None) -> int:
+    """The longest body a handler decodes: SQS's limit, or one fetched from S3."""
+    return MAX_MESSAGE_BYTES if large is None else max(MAX_MESSAGE_BYTES, large.max_bytes)
+
+
+def _payloads(spec: HandlerSpec, queue_message: QueueMessage, message: Message | None) -> list[Any]:
     """The payloads one enveloped message gives a batch handler: one, or one per S3
     record (none for S3's test event). Raises PayloadError."""
     assert spec.envelope is not None

@@ -9,13 +9,16 @@
 * Per-entry failures are read even when the call succeeded: transient ones are retried
   with backoff, sender faults (stale or invalid receipt handle) are logged once and
   dropped; successful entries are never sent again.
+* ``on_deleted``, when given, is awaited with the messages whose delete SQS confirmed
+  (never before), except those deleted after a copy to the dead-letter queue: the large
+  payloads' cleanup (:mod:`aiosqsq.large_payload`) deletes their S3 objects there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -25,6 +28,7 @@ from aiosqsq.backends.base import (
     BatchResult,
     DeleteEntry,
     QueueBackend,
+    QueueMessage,
     VisibilityEntry,
 )
 from aiosqsq.engine.pool import Pool
@@ -35,6 +39,10 @@ logger = logging.getLogger("aiosqsq.acker")
 
 _MAX_ATTEMPTS = 8  # after that the message is left to its visibility timeout (redelivered)
 ACKER_PARALLEL_REQUESTS = 8
+_ON_DELETED_TIMEOUT_S = 30.0  # a slow cleanup holds one sender for at most this long
+
+#: Awaited with messages whose delete succeeded (see the module docstring); must not raise.
+DeletedHook = Callable[[Sequence[QueueMessage]], Awaitable[None]]
 
 
 @dataclass(slots=True, eq=False)
@@ -43,6 +51,7 @@ class _Pending:
     visibility_timeout_s: float | None  # None: delete
     attempts: int = 0
     not_before: float = 0.0
+    notify: bool = True  # tell on_deleted once deleted (not after a dead-letter copy)
 
 
 _Batch = tuple[dict[str, _Pending], list[_Pending]]  # up to 10 entries and their table
@@ -61,8 +70,10 @@ class Acker:
         linger_s: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         on_access_lost: Callable[[AccessError], None] | None = None,
+        on_deleted: DeletedHook | None = None,
     ) -> None:
         self._backend = backend
+        self._on_deleted = on_deleted
         self._on_access_lost = on_access_lost  # the consumer stops: no call can succeed
         self._queue_url = queue_url
         self._registry = registry
@@ -81,9 +92,10 @@ class Acker:
     def pending(self) -> int:
         return len(self._deletes) + len(self._changes)
 
-    def delete(self, entry: InFlight) -> None:
-        """Delete ``entry``'s message (its handler succeeded)."""
-        self._enqueue(self._deletes, _Pending(entry, None))
+    def delete(self, entry: InFlight, *, notify: bool = True) -> None:
+        """Delete ``entry``'s message (its handler succeeded; ``notify=False``: it was
+        copied to the dead-letter queue, and ``on_deleted`` is not told)."""
+        self._enqueue(self._deletes, _Pending(entry, None, notify=notify))
 
     def change_visibility(self, entry: InFlight, timeout_s: float) -> None:
         """Make ``entry``'s message visible again ``timeout_s`` seconds from the call."""
@@ -259,12 +271,33 @@ class Acker:
             for pending in batch:
                 self._retry_or_drop(table, pending, str(exc), retryable=is_transient(exc))
             return
+        deleted: list[QueueMessage] = []
         for entry_id in result.successful:
-            self._registry.remove(batch[int(entry_id)].entry)
+            pending = batch[int(entry_id)]
+            self._registry.remove(pending.entry)
+            if pending.notify and pending.visibility_timeout_s is None:
+                deleted.append(pending.entry.message)
         for failure in result.failed:
             pending = batch[int(failure.id)]
             reason = f"{failure.code}: {failure.message}"
             self._retry_or_drop(table, pending, reason, retryable=not failure.sender_fault)
+        if deleted and self._on_deleted is not None:
+            await self._tell_deleted(self._on_deleted, deleted)
+
+    async def _tell_deleted(self, hook: DeletedHook, messages: list[QueueMessage]) -> None:
+        # Shielded and bounded: the deletes are done, so a cancellation here must not put
+        # the batch back for sending again.
+        with anyio.move_on_after(_ON_DELETED_TIMEOUT_S, shield=True):
+            try:
+                await hook(messages)
+            except Exception as exc:
+                logger.error(
+                    "after deleting %d message(s) on %s, on_deleted failed (%s)",
+                    len(messages),
+                    self._queue_url,
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
 
     async def _call(self, batch: Sequence[_Pending]) -> BatchResult:
         if batch[0].visibility_timeout_s is None:

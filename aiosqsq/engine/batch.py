@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from aiosqsq.backends.base import QueueBackend, QueueInfo, QueueMessage
 from aiosqsq.codec import PayloadError
+from aiosqsq.engine.acker import DeletedHook
 from aiosqsq.engine.config import ConsumerConfig
 from aiosqsq.engine.consumer import Consumer, EntryLease, describe_error
 from aiosqsq.engine.registry import InFlight, State
@@ -58,6 +59,7 @@ class BatchConsumer(Consumer):
         timeout_s: float | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_deleted: DeletedHook | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -69,6 +71,7 @@ class BatchConsumer(Consumer):
             observer=observer,
             clock=clock,
             message_slots=(config.concurrency + 1) * max_batch_size,
+            on_deleted=on_deleted,
         )
         self._batch_process = process
         self._max_batch_size = max_batch_size

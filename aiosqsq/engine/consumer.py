@@ -38,7 +38,7 @@ from aiosqsq.backends.base import (
     VisibilityEntry,
 )
 from aiosqsq.codec import PayloadError
-from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker
+from aiosqsq.engine.acker import ACKER_PARALLEL_REQUESTS, Acker, DeletedHook
 from aiosqsq.engine.adaptive import AdaptiveLimit
 from aiosqsq.engine.backoff import visibility_left_s
 from aiosqsq.engine.burst import BurstTracker
@@ -93,9 +93,11 @@ class Consumer:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.monotonic,
         message_slots: int | None = None,
+        on_deleted: DeletedHook | None = None,
     ) -> None:
         """``message_slots``: messages held for handling at once (default: the
-        concurrency; a batch consumer holds a batch per slot)."""
+        concurrency; a batch consumer holds a batch per slot). ``on_deleted``: see
+        :class:`~aiosqsq.engine.acker.Acker`."""
         self.name = name  # the handler's, for logs
         self.info = info
         self.config = config
@@ -119,7 +121,7 @@ class Consumer:
                 self.limit,
                 config.adaptive,
                 clock=clock,
-                pollers_can_grow=lambda limit: config.pollers_for(limit) < config.pollers,
+                next_poller_at=self._next_poller_at,
             )
             self.limit.follow(self._follow_limit)
         self._batch_slots = message_slots  # None: slots follow the limit
@@ -133,6 +135,7 @@ class Consumer:
             visibility_lock=lock,
             clock=clock,
             on_access_lost=self._access_lost,
+            on_deleted=on_deleted,
         )
         self.heartbeat = Heartbeat(
             backend,
@@ -204,6 +207,13 @@ class Consumer:
         poller, received while the handlers run (the pipeline)."""
         limit = self.limit.limit
         return limit + self.config.pollers_for(limit) * self._receive_size()
+
+    def _next_poller_at(self, limit: int) -> int | None:
+        """The smallest limit that runs one more poller than ``limit``, if any can."""
+        running = self.config.pollers_for(limit)
+        if not self.config.pollers_follow_limit or running >= self.config.pollers:
+            return None
+        return (running + 1) * MAX_RECEIVE_MESSAGES
 
     def _follow_limit(self, limit: int) -> None:
         self._slots.resize(self._slot_count())

@@ -191,7 +191,7 @@ class Settler:
             )
             if copy_id is not None and self.holds(entry):
                 entry.state = State.SETTLING
-                self._acker.delete(entry)
+                self._acker.delete(entry, notify=False)  # the copy still needs its payload
                 self._counters.dead_lettered += 1
                 logger.error(
                     "message %s on %s was moved to the dead-letter queue as %s: %s",

@@ -11,6 +11,9 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 
 from aiosqsq.settings import QueueSettings
+from tests.cli.conftest import ledger, moto_queues, sqs_env
+
+__all__ = ["ledger", "moto_queues", "sqs_env"]  # the CLI tests' fixtures, used here too
 
 
 class MotoBucket:

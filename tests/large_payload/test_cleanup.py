@@ -1,0 +1,160 @@
+"""Cleanup of S3 objects: only after the message's delete succeeded, never for a message
+moved to the dead-letter queue; a failed S3 delete is counted, not retried; a SIGKILL
+between the two deletes leaves an orphan object, never a lost message."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from aiosqsq import App, QueueSettings
+from aiosqsq.backends.object_store import MemoryObjectStore
+from aiosqsq.service import QueueService
+from aiosqsq.testing import AppTester, error_of
+from tests.cli.conftest import MotoQueues
+from tests.cli.harness import CliProcess
+from tests.helpers import slow
+from tests.large_payload.conftest import MotoBucket
+from tests.large_payload.s3_proxy import S3Proxy
+from tests.large_payload.test_consume_e2e import APPS, ledger_lines, send, worker_env
+
+
+class Order(BaseModel):
+    id: int
+
+
+def memory_app(**settings: Any) -> tuple[App, MemoryObjectStore]:
+    app = App(
+        QueueSettings(
+            backend="memory",
+            large_payload_bucket="mem",
+            large_payload_always=True,
+            retry_base_delay=0,
+            **settings,
+        )
+    )
+    assert app.service.large_payloads is not None
+    store = app.service.large_payloads.store
+    assert isinstance(store, MemoryObjectStore)
+    return app, store
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+async def test_only_objects_of_deleted_messages_are_removed(cleanup: bool) -> None:
+    app, store = memory_app(large_payload_cleanup=cleanup)
+
+    @app.handler("orders")
+    async def handle(order: Order) -> None:
+        if order.id == 1:
+            raise RuntimeError("fails on every receive")
+
+    tester = AppTester(app)
+    for payload in ({"id": 0}, {"id": 1}, {"id": "not a number"}):
+        await tester.send(payload, "orders")
+    assert len(store.objects) == 3
+    drained = await tester.drain()
+    assert len(drained.succeeded) == 1
+    assert len(drained.dead_lettered) == 2  # failed five times; did not validate
+    kept = sorted(str(json.loads(data)["id"]) for data in store.objects.values())
+    assert kept == (["1", "not a number"] if cleanup else ["0", "1", "not a number"])
+    dead = await tester.dead_letters("orders")
+    assert all(m.message_attributes["ExtendedPayloadSize"] for m in dead)  # still pointers
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+async def test_a_missing_object(ignore: bool) -> None:
+    app, store = memory_app(large_payload_ignore_missing=ignore)
+    calls: list[Any] = []
+
+    @app.handler("orders")
+    async def handle(order: Order) -> None:
+        calls.append(order)
+
+    tester = AppTester(app)
+    await tester.send({"id": 7}, "orders")
+    store.objects.clear()
+    drained = await tester.drain()
+    assert calls == []
+    if ignore:  # deleted unhandled, as asked
+        assert len(drained.succeeded) == 1
+        assert await tester.dead_letters("orders") == []
+    else:
+        [dead] = await tester.dead_letters("orders")
+        reason = error_of(dead) or ""
+        assert reason.startswith("PayloadObjectMissing: large payload: 's3://mem/")
+
+
+async def test_a_failed_s3_delete_is_logged_and_counted_not_retried(
+    large_settings: QueueSettings,
+    bucket: MotoBucket,
+    moto_endpoint: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = S3Proxy(moto_endpoint, fail_deletes=True)
+    try:
+        settings = large_settings.model_copy(
+            update={
+                "s3_endpoint_url": proxy.endpoint_url,
+                "large_payload_cleanup": True,
+                "large_payload_always": True,
+                "wait_time_seconds": 0,
+            }
+        )
+        app = App(settings)
+        url = await app.service.backend.create_queue(f"lp-{uuid.uuid4().hex[:8]}")
+        handled: list[int] = []
+
+        @app.handler(url)
+        async def handle(order: Order) -> None:
+            handled.append(order.id)
+
+        await app.send_batch([{"id": i} for i in range(3)], url)
+        await app.run(burst=True)
+        async with QueueService(settings) as service:  # the app's connection is closed
+            depth = await service.backend.get_queue_depth(url)
+            await service.backend.delete_queue(url)
+    finally:
+        proxy.close()
+    assert sorted(handled) == [0, 1, 2]
+    assert (depth.visible, depth.in_flight) == (0, 0)
+    large = app.service.large_payloads
+    assert large is not None
+    assert (large.deleted, large.delete_failures) == (0, 3)
+    assert 1 <= proxy.delete_requests <= 3 * 3  # botocore's 3 attempts per request, no more
+    assert len(bucket.keys()) == 3
+    warnings = [r.getMessage() for r in caplog.records if "large-payload object" in r.getMessage()]
+    assert warnings
+    assert "they stay in the bucket" in warnings[0]
+
+
+def test_sigkill_between_the_sqs_delete_and_the_s3_delete_leaves_an_orphan_object(
+    large_settings: QueueSettings,
+    sqs_env: dict[str, str],
+    moto_queues: MotoQueues,
+    bucket: MotoBucket,
+    ledger: Path,
+    moto_endpoint: str,
+) -> None:
+    url = moto_queues.create()
+    send(large_settings, url, [{"id": 0, "blob": "k" * (2 * 1024 * 1024)}])
+    [key] = bucket.keys()
+    proxy = S3Proxy(moto_endpoint, hold_deletes=True)
+    try:
+        env = worker_env(sqs_env, url, bucket, ledger, proxy.endpoint_url)
+        env["QUEUE_LARGE_PAYLOAD_CLEANUP"] = "true"
+        with CliProcess("run", "payload_ledger:app", "--app-dir", APPS, env=env) as worker:
+            assert proxy.delete_held.wait(slow(60)), worker.output  # SQS delete done by now
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+    finally:
+        proxy.close()
+    assert [line["id"] for line in ledger_lines(ledger)] == [0]  # handled once
+    depth = moto_queues.depth(url)
+    assert (depth.visible, depth.in_flight) == (0, 0)  # deleted, not lost
+    assert bucket.keys() == [key]  # the orphan a lifecycle rule expires
