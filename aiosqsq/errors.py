@@ -58,12 +58,15 @@ class BackendError(AiosqsqError):
 class QueueNotFoundError(BackendError):
     """The named queue does not exist (or is not visible to these credentials)."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, operation: str | None = None) -> None:
+        refused = f" (sqs:{operation} refused)" if operation else ""
         super().__init__(
             "AWS.SimpleQueueService.NonExistentQueue",
-            f"queue {queue!r} does not exist: create it or check the name, region and account",
+            f"queue {queue!r} does not exist{refused}: create it or check the name, region "
+            "and account",
         )
         self.queue = queue
+        self.operation = operation
 
 
 class AccessError(BackendError):

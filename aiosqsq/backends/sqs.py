@@ -756,7 +756,7 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
     }
     status = _mapping(response, "ResponseMetadata").get("HTTPStatusCode")
     if bare & _NOT_FOUND:
-        return QueueNotFoundError(queue)
+        return QueueNotFoundError(queue, operation)
     if bare & _BATCH:
         batch_code = sorted(bare & _BATCH)[0]
         return BatchRequestError(

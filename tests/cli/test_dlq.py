@@ -32,8 +32,8 @@ def _name(url: str) -> str:
 
 def _not_found(name: str) -> str:
     return (
-        f"Error: AWS.SimpleQueueService.NonExistentQueue: queue {name!r} does not exist: "
-        "create it or check the name, region and account"
+        f"Error: AWS.SimpleQueueService.NonExistentQueue: queue {name!r} does not exist "
+        "(sqs:GetQueueUrl refused): create it or check the name, region and account"
     )
 
 

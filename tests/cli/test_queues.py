@@ -16,8 +16,8 @@ from tests.cli.conftest import MotoQueues
 from tests.cli.harness import CliProcess, run_cli
 
 NOT_FOUND = (
-    "Error: AWS.SimpleQueueService.NonExistentQueue: queue {name!r} does not exist: create it "
-    "or check the name, region and account"
+    "Error: AWS.SimpleQueueService.NonExistentQueue: queue {name!r} does not exist "
+    "(sqs:GetQueueUrl refused): create it or check the name, region and account"
 )
 
 

@@ -55,11 +55,6 @@ def test_refused_at_start_exits_5_with_one_line_naming_queue_and_call(
     assert queues.total(url) == 5  # nothing received
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a missing queue's error names the queue but not the call (sqs:GetQueueAttributes):"
-    " the SQS backend's QueueNotFoundError carries no operation",
-)
 def test_a_missing_queue_at_start_exits_5_with_one_line_naming_queue_and_call(
     fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
@@ -112,11 +107,6 @@ def test_access_denied_mid_run_exits_5_with_one_line_naming_queue_and_call(
     assert t_exit <= slow(EXIT_WITHIN_S)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a missing queue's error names the queue but not the call (sqs:ReceiveMessage): "
-    "the SQS backend's QueueNotFoundError carries no operation",
-)
 def test_the_queue_deleted_mid_run_exits_5_with_one_line_naming_queue_and_call(
     fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:
