@@ -14,7 +14,7 @@ import json
 import sys
 
 import boto3  # type: ignore[import-untyped]
-import sqs_extended_client  # type: ignore[import-untyped]  # noqa: F401  (patches boto3)
+import sqs_extended_client  # noqa: F401  (patches boto3)
 
 
 def main(action: str, queue_url: str, bucket: str, legacy: str) -> None:
