@@ -21,7 +21,7 @@ ENV_PREFIX = "QUEUE_"
 # The expected form of each value, quoted in error messages.
 _EXPECTED: dict[str, str] = {
     "backend": "one of: memory, sqs",
-    "concurrency": "an integer from 1 to 10000 (unset: adaptive)",
+    "concurrency": "an integer from 1 to 10000",
     "concurrency_min": "an integer from 1 to 10000",
     "concurrency_max": "an integer from 1 to 10000",
     "pollers": "an integer from 1 to 64",

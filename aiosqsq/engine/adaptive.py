@@ -1,9 +1,10 @@
 """The adaptive concurrency limit: finds how many handler calls a queue and its
 downstream allow, without being told.
 
-It watches, in windows of at least :data:`MIN_WINDOW_S` and enough completed calls, the
-handler's mean latency, its failures, the receives (full or not) and throttling, and
-moves the limit (:class:`~aiosqsq.engine.limiter.ConcurrencyLimit`):
+It watches, in windows of at least :data:`MIN_WINDOW_S`, :data:`MIN_WINDOW_CALLS` calls
+and :data:`MIN_WINDOW_RECEIVES` receives (or :data:`MAX_WINDOW_S`), the handler's mean
+latency, its failures, the receives (full or not) and throttling, and moves the limit
+(:class:`~aiosqsq.engine.limiter.ConcurrencyLimit`):
 
 * **grow** while the limit binds and the latency stays within :data:`GROW_TOLERANCE` of
   its unloaded value. It binds when calls wait for it; or when receives come back full
@@ -37,11 +38,14 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+from aiosqsq.backends.base import MAX_RECEIVE_MESSAGES
 from aiosqsq.engine.config import LimitBounds
 from aiosqsq.engine.limiter import ConcurrencyLimit
 
 MIN_WINDOW_S = 0.1
 MIN_WINDOW_CALLS = 10
+MIN_WINDOW_RECEIVES = 10  # throughput over fewer receives is too noisy to compare
+MAX_WINDOW_S = 1.0  # ... unless this long passed
 GROW_TOLERANCE = 1.05  # grow only while the latency is within 5% of its unloaded value
 SHRINK_TOLERANCE = 1.15  # shrink once it is 15% above
 LATENCY_SLACK_S = 0.001
@@ -61,8 +65,9 @@ THROTTLE_SHRINK = 0.5
 class AdaptiveLimit:
     """Moves ``limit`` within ``bounds`` from what one consumer's calls and receives show.
 
-    ``pollers_can_grow(limit)``: whether a larger limit would add a receive loop (full
-    receives with idle handlers mean the receives bind, and only more pollers help).
+    ``next_poller_at(limit)``: the smallest limit that runs one more receive loop than
+    ``limit`` does, or None when no loop can be added (full receives with idle handlers
+    mean the receives bind, and only more pollers help).
     """
 
     def __init__(
@@ -71,15 +76,16 @@ class AdaptiveLimit:
         bounds: LimitBounds,
         *,
         clock: Callable[[], float],
-        pollers_can_grow: Callable[[int], bool] = lambda limit: False,
+        next_poller_at: Callable[[int], int | None] = lambda limit: None,
     ) -> None:
         self._gate = limit
         self._bounds = bounds
         self._clock = clock
-        self._pollers_can_grow = pollers_can_grow
+        self._next_poller_at = next_poller_at
         self._means: deque[float] = deque(maxlen=BASELINE_WINDOWS)
         self._ssthresh = bounds.maximum  # slow start up to here
-        self._probe: tuple[int, float] | None = None  # (limit before a growth, its throughput)
+        # (limit before a growth, its throughput, the gain the growth should bring)
+        self._probe: tuple[int, float, float] | None = None
         self._cooldown = 0
         self._settling = True  # the first window after a change is not measured
         self._throttled_at = -math.inf
@@ -109,7 +115,16 @@ class AdaptiveLimit:
         if self._calls >= MIN_WINDOW_CALLS:
             now = self._clock()
             elapsed = now - self._started
-            if elapsed >= MIN_WINDOW_S and elapsed >= 2 * self._latency_s / self._calls:
+            # enough receives for a steady throughput, unless failures cannot wait
+            if (
+                elapsed >= MIN_WINDOW_S
+                and elapsed >= 2 * self._latency_s / self._calls
+                and (
+                    self._receives >= MIN_WINDOW_RECEIVES
+                    or elapsed >= MAX_WINDOW_S
+                    or self._failures >= ERROR_SHARE * self._calls
+                )
+            ):
                 self._decide(now, elapsed)
 
     def received(self, asked: int, got: int) -> None:
@@ -160,9 +175,8 @@ class AdaptiveLimit:
             return
         self._shrunk_from = None
         if self._probe is not None:
-            before, before_throughput = self._probe
+            before, before_throughput, step = self._probe
             self._probe = None
-            step = (limit - before) / before
             if throughput < before_throughput * (1 + MIN_GAIN * step):
                 gain = throughput / before_throughput - 1 if before_throughput else 0.0
                 self._cooldown = COOLDOWN_WINDOWS
@@ -179,10 +193,11 @@ class AdaptiveLimit:
             self._begin(now)
             return
         bound = self._bound
+        next_poller_at = self._next_poller_at(limit)
         receive_bound = (
             self._receives > 0
             and self._full_receives * 2 >= self._receives
-            and self._pollers_can_grow(limit)
+            and next_poller_at is not None
         )
         near_unloaded = mean <= unloaded * GROW_TOLERANCE + LATENCY_SLACK_S
         if limit < self._bounds.maximum and near_unloaded and (bound or receive_bound):
@@ -191,9 +206,14 @@ class AdaptiveLimit:
             if limit < self._ssthresh:
                 new = min(new, max(self._ssthresh, limit + 1))
             # Calls that wait for the limit say it binds: with the latency flat, a larger
-            # one runs more at once. Receives that come back full only say that more
-            # pollers might help: whether they did is checked on the next window.
-            self._probe = None if bound else (limit, throughput)
+            # one runs more at once. Receives that come back full only say that another
+            # poller might help: the growth adds one, and the next window says if it paid.
+            self._probe = None
+            if not bound and next_poller_at is not None:
+                new = min(self._bounds.maximum, max(new, next_poller_at))
+                pollers = max(1, limit // MAX_RECEIVE_MESSAGES)  # as many, more: the gain
+                added = max(1, new // MAX_RECEIVE_MESSAGES) - pollers
+                self._probe = (limit, throughput, added / pollers)
             why = "calls waited for the limit" if bound else "receives came back full"
             self._set(new, f"{why}, latency {mean * 1e3:.1f} ms near unloaded", now)
             return
