@@ -7,11 +7,12 @@ configuration can be deliberate, but each has bitten users of other SQS consumer
 from __future__ import annotations
 
 from aiosqsq.backends.base import QueueInfo
+from aiosqsq.backends.provisioning import DEFAULT_MAX_RECEIVE_COUNT
 from aiosqsq.handler import HandlerSpec
 from aiosqsq.settings import QueueSettings
 
 # AWS's usual advice: graceful stops hand messages back, and each hand-back is a receive.
-RECOMMENDED_MAX_RECEIVE_COUNT = 5
+RECOMMENDED_MAX_RECEIVE_COUNT = DEFAULT_MAX_RECEIVE_COUNT
 
 
 def preflight(spec: HandlerSpec, info: QueueInfo, settings: QueueSettings) -> list[str]:

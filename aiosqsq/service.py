@@ -27,15 +27,13 @@ from aiosqsq.backends.base import (
     message_size,
 )
 from aiosqsq.backends.limits import pack
+from aiosqsq.backends.provisioning import create_with_dead_letter_queue
 from aiosqsq.codec import encode
 from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
 from aiosqsq.large_payload import USER_ATTRIBUTES, LargePayloads
 from aiosqsq.producer import Producer
 from aiosqsq.settings import QueueSettings
 
-# Queues the memory backend creates on first use get a dead-letter queue, as a
-# well-configured SQS queue has; 5 receives is AWS's usual advice for maxReceiveCount.
-MEMORY_MAX_RECEIVE_COUNT = 5
 _MAX_CACHED_URLS = 1024  # queue name -> URL lookups kept (GetQueueUrl saved)
 
 
@@ -120,18 +118,10 @@ class QueueService:
         return await self.backend.get_queue_info(await self.queue_url(queue))
 
     async def _create_memory_queue(self, name: str) -> str:
-        fifo = name.endswith(".fifo")
-        dlq_name = f"{name.removesuffix('.fifo')}-dlq" + (".fifo" if fifo else "")
-        base: dict[str, str] = {"FifoQueue": "true"} if fifo else {}
-        dlq_url = await self.backend.create_queue(dlq_name, base)
-        dlq = await self.backend.get_queue_info(dlq_url)
-        redrive = (
-            f'{{"deadLetterTargetArn": "{dlq.arn}", "maxReceiveCount": {MEMORY_MAX_RECEIVE_COUNT}}}'
+        url, _ = await create_with_dead_letter_queue(
+            self.backend, name, visibility_timeout_s=self.settings.visibility_timeout
         )
-        attributes = {**base, "RedrivePolicy": redrive}
-        if self.settings.visibility_timeout is not None:
-            attributes["VisibilityTimeout"] = str(self.settings.visibility_timeout)
-        return await self.backend.create_queue(name, attributes)
+        return url
 
     async def enqueue(
         self,

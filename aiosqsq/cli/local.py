@@ -20,22 +20,23 @@ README.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Final
 
 import anyio
 
 from aiosqsq.app import App
+from aiosqsq.backends.provisioning import (
+    DEFAULT_MAX_RECEIVE_COUNT,
+    create_with_dead_letter_queue,
+    dead_letter_queue_name,
+)
 from aiosqsq.cli.local_server import LocalSQS
 from aiosqsq.errors import BackendError, ConfigurationError
 from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import AppLoadError, Target, load_app
 from aiosqsq.settings import QueueSettings
-
-MAX_RECEIVE_COUNT: Final = 5
 
 logger = logging.getLogger("aiosqsq.cli")
 
@@ -129,18 +130,12 @@ async def _create(settings: QueueSettings, names: Sequence[str]) -> None:
     # Its own client: the app's backend must not be opened on this event loop.
     async with SQSBackend(settings) as backend:
         for name in names:
-            fifo = name.endswith(".fifo")
-            base = {"FifoQueue": "true"} if fifo else {}
-            dlq = f"{name.removesuffix('.fifo')}-dlq" + (".fifo" if fifo else "")
-            dlq_arn = (await backend.get_queue_info(await backend.create_queue(dlq, base))).arn
-            redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-            attributes = {**base, "RedrivePolicy": json.dumps(redrive)}
-            if settings.visibility_timeout is not None:
-                attributes["VisibilityTimeout"] = str(settings.visibility_timeout)
-            await backend.create_queue(name, attributes)
+            await create_with_dead_letter_queue(
+                backend, name, visibility_timeout_s=settings.visibility_timeout
+            )
             logger.info(
                 "local SQS: created queue %s, dead letters to %s after %d receives",
                 name,
-                dlq,
-                MAX_RECEIVE_COUNT,
+                dead_letter_queue_name(name),
+                DEFAULT_MAX_RECEIVE_COUNT,
             )

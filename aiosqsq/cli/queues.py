@@ -14,6 +14,11 @@ from rich.live import Live
 
 from aiosqsq.backends.base import MAX_VISIBILITY_TIMEOUT_S
 from aiosqsq.backends.limits import SQS_NAME
+from aiosqsq.backends.provisioning import (
+    DEFAULT_MAX_RECEIVE_COUNT,
+    dead_letter_queue_name,
+    redrive_policy,
+)
 from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, out, queue_name, run_operation
 from aiosqsq.cli.queue_stats import AGE_COST, QueueStats, read_stats, table
 from aiosqsq.errors import BackendError, QueueNotFoundError
@@ -23,7 +28,6 @@ if TYPE_CHECKING:
     from aiosqsq.backends.base import QueueInfo
     from aiosqsq.backends.sqs_admin import SQSAdmin
 
-DEFAULT_MAX_RECEIVE_COUNT = 5  # AWS's usual advice, and what the memory backend and --local use
 # SQS keeps a message's first enqueue time when it moves it to a standard dead-letter
 # queue, and counts retention from it: a dead-letter queue needs the longest retention.
 DLQ_RETENTION_S = 1_209_600  # 14 days, SQS's maximum
@@ -82,7 +86,7 @@ def create(
     if no_dlq and (dlq_name is not None or max_receive is not None):
         raise click.UsageError("--no-dlq cannot be combined with --dlq or --max-receive")
     if not no_dlq and dlq_name is None:
-        dlq_name = f"{name.removesuffix('.fifo')}-dlq" + (".fifo" if fifo else "")
+        dlq_name = dead_letter_queue_name(name)  # a FIFO name ends in .fifo: checked above
     if dlq_name is not None:
         _check_name(dlq_name, fifo, "--dlq")
     max_receive_count = max_receive or DEFAULT_MAX_RECEIVE_COUNT
@@ -95,11 +99,8 @@ def create(
         if dlq_name is not None:
             dlq_attributes = {**base, "MessageRetentionPeriod": str(DLQ_RETENTION_S)}
             dlq_url = await _ensure(admin, dlq_name, dlq_attributes, reuse=True)
-            policy = {
-                "deadLetterTargetArn": (await admin.get_queue_info(dlq_url)).arn,
-                "maxReceiveCount": max_receive_count,
-            }
-            attributes["RedrivePolicy"] = json.dumps(policy)
+            dlq_arn = (await admin.get_queue_info(dlq_url)).arn
+            attributes["RedrivePolicy"] = redrive_policy(dlq_arn, max_receive_count)
         await _ensure(admin, name, attributes, reuse=False)
         if dlq_name is not None:
             click.echo(
