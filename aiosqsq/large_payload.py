@@ -355,6 +355,35 @@ class LargePayloads:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class PointerInfo:
+    """What an operator sees of a pointer message: where its payload is, the object's
+    size, or why neither is known (``problem``)."""
+
+    pointer: str | None
+    size: int | None
+    problem: str | None
+
+
+async def describe_pointer(store: ObjectStore, message: QueueMessage) -> PointerInfo | None:
+    """The pointer of ``message`` and its object's size (a HEAD request, the object is not
+    read); None when the message is no pointer. Never raises for a bad pointer or object:
+    ``problem`` says what is wrong."""
+    if not is_pointer_message(message.message_attributes):
+        return None
+    try:
+        pointer = parse_pointer(message.body)
+    except PayloadError as error:
+        return PointerInfo(None, None, error.reason)
+    try:
+        size = await store.size(pointer.bucket, pointer.key)
+    except ObjectNotFoundError:
+        return PointerInfo(str(pointer), None, "the object does not exist")
+    except BackendError as exc:
+        return PointerInfo(str(pointer), None, f"cannot read the object's size ({exc.code})")
+    return PointerInfo(str(pointer), size, None)
+
+
 def _bad(error_class: str, reason: str) -> PayloadError:
     return PayloadError(error_class, f"large payload: {reason}")
 

@@ -3,11 +3,14 @@
 What ``inspect`` shows comes from the queue, and anyone who can send to it chooses it: the
 body and every attribute, ``aiosqsq-error`` and ``aiosqsq-source`` included. The table
 prints each of them as literal text (never Rich markup: ``[link=...]`` stays as written),
-with control characters escaped (a carriage return shows as ``\\r``).
+with control characters escaped (a carriage return shows as ``\\r``). A message whose body
+is a large payload's S3 pointer gets a ``payload`` column: the pointer and the object's
+size (a HEAD request through ``QUEUE_S3_ENDPOINT_URL``, the object is never read).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,11 +20,13 @@ from rich.table import Table
 from rich.text import Text
 
 from aiosqsq.backends.base import QueueMessage
+from aiosqsq.backends.object_store import create_object_store
 from aiosqsq.cli.ops import (
     EXIT_CODES,
     INCOMPLETE,
     count,
     fail,
+    operator_settings,
     out,
     progress_bar,
     run_operation,
@@ -32,6 +37,7 @@ from aiosqsq.cli.peek import HOLD_S, peeking
 from aiosqsq.cli.redrive import MoveTally, copy_messages, move_tasks
 from aiosqsq.control_chars import escape_controls
 from aiosqsq.exit_codes import ExitCode
+from aiosqsq.large_payload import describe_pointer, is_pointer_message
 from aiosqsq.message import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
 
 if TYPE_CHECKING:
@@ -65,6 +71,7 @@ def inspect(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
         url = await admin.get_queue_url(name)
         async with peeking(admin, url, limit) as messages:
             rows = [_row(message) for message in messages]
+            await _add_payloads(rows, messages)
         if as_json:
             click.echo(json.dumps(rows))
         elif not rows:
@@ -94,21 +101,53 @@ def _row(message: QueueMessage) -> dict[str, Any]:
     }
 
 
+async def _add_payloads(rows: list[dict[str, Any]], messages: list[QueueMessage]) -> None:
+    """A ``payload`` entry for each row whose message is an S3 pointer (see the module
+    docstring); none when no message is one."""
+    if not any(is_pointer_message(m.message_attributes) for m in messages):
+        return
+    settings = operator_settings()
+    store = create_object_store(
+        "sqs",
+        settings.sqs_config(),
+        region=settings.aws_region,
+        endpoint_url=settings.s3_endpoint_url,
+    )
+    try:
+        for row, message in zip(rows, messages, strict=True):
+            info = await describe_pointer(store, message)
+            row["payload"] = None if info is None else dataclasses.asdict(info)
+    finally:
+        await store.aclose()
+
+
 def _table(rows: list[dict[str, Any]]) -> Table:
     grid = Table(show_edge=False, show_lines=True)
-    for column in ("message id", "sent at", "receives", "error", "source", "body"):
+    columns = ["message id", "sent at", "receives", "error", "source", "body"]
+    with_payload = any("payload" in row for row in rows)
+    for column in [*columns, "payload"] if with_payload else columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
         body = row["body"] if len(row["body"]) <= _BODY_CHARS else f"{row['body'][:_BODY_CHARS]}..."
-        grid.add_row(
+        cells = [
             _literal(row["message_id"]),
             row["sent_at"] or "-",
             str(row["receive_count"]),
             _literal(row["error"] or "-"),
             _literal(row["source"] or "-"),
             _literal(body),
-        )
+        ]
+        if with_payload:
+            cells.append(_literal(_payload_cell(row.get("payload"))))
+        grid.add_row(*cells)
     return grid
+
+
+def _payload_cell(payload: dict[str, Any] | None) -> str:
+    if payload is None:
+        return "-"
+    size = f"{payload['size']} bytes" if payload["size"] is not None else payload["problem"]
+    return f"{payload['pointer']} ({size})" if payload["pointer"] else str(payload["problem"])
 
 
 def _literal(value: str) -> Text:
