@@ -115,6 +115,7 @@ async def consume(args: argparse.Namespace) -> dict[str, Any]:
     handled: list[str] = []
     window: dict[str, float] = {}
     trace: list[tuple[float, int]] = []
+    in_flight: list[tuple[float, int]] = []  # the downstream's calls in flight
 
     def observe(fate: str, message: Any) -> None:
         nonlocal succeeded
@@ -138,7 +139,9 @@ async def consume(args: argparse.Namespace) -> dict[str, Any]:
     async def sample() -> None:
         began = time.monotonic()
         while True:
-            trace.append((round(time.monotonic() - began, 2), app.statistics().concurrency_limit))
+            at = round(time.monotonic() - began, 2)
+            trace.append((at, app.statistics().concurrency_limit))
+            in_flight.append((at, downstream.in_flight))
             await asyncio.sleep(0.1)
 
     sampler = asyncio.ensure_future(sample())
@@ -159,6 +162,7 @@ async def consume(args: argparse.Namespace) -> dict[str, Any]:
         "p50_latency_ms": latencies[len(latencies) // 2] * 1e3 if latencies else 0,
         "p99_latency_ms": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else 0,
         "trace": trace,
+        "in_flight": in_flight,
     }
 
 
@@ -294,6 +298,10 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
                     limit for r in runs for at, limit in r["trace"] if at >= r["trace"][-1][0] / 2
                 ]
                 entry["limit_second_half"] = {"min": min(settled), "max": max(settled)}
+                calls = [
+                    n for r in runs for at, n in r["in_flight"] if at >= r["in_flight"][-1][0] / 2
+                ]
+                entry["calls_in_flight_second_half_mean"] = round(statistics.fmean(calls), 1)
                 entry["traces"] = [r["trace"] for r in runs]
             if name == "failing":
                 entry["drop_s"] = [_drop_s(r["trace"]) for r in runs]
@@ -339,6 +347,7 @@ def describe(data: dict[str, Any]) -> str:
             if "limit_second_half" in entry:
                 half = entry["limit_second_half"]
                 extra += f" limit {half['min']}-{half['max']}"
+                extra += f" (calls in flight {entry['calls_in_flight_second_half_mean']})"
                 extra += f" p99 {entry['p99_latency_ms']['median']:.0f} ms lost {entry['lost']}"
             if "drop_s" in entry:
                 extra += f" drop {entry['drop_s']} s recovery {entry['recovery_s']} s"

@@ -11,7 +11,7 @@ latency, its failures, the receives (full or not) and throttling, and moves the 
   while the pollers that follow the limit can still be added, and then only while each
   growth pays: the throughput rose by at least :data:`MIN_GAIN` of the step (a step
   that did not pay is taken back, and probed again :data:`COOLDOWN_WINDOWS` later).
-  Steps are x1.5 until the first sign of saturation ("slow start"), then +10%: a
+  Steps are x2 until the first sign of saturation ("slow start"), then +10%: a
   steady state swings by about one step;
 * **shrink** multiplicatively when the latency passes :data:`SHRINK_TOLERANCE` of its
   unloaded value (x0.9: the downstream queues), when at least :data:`ERROR_SHARE` of
@@ -50,7 +50,7 @@ GROW_TOLERANCE = 1.05  # grow only while the latency is within 5% of its unloade
 SHRINK_TOLERANCE = 1.15  # shrink once it is 15% above
 LATENCY_SLACK_S = 0.001
 ERROR_SHARE = 0.1  # shrink once 10% of a window's calls failed or timed out
-SLOW_START_STEP = 0.5
+SLOW_START_STEP = 1.0
 PROBE_STEP = 0.1
 MIN_GAIN = 0.3  # a growth pays when throughput rose by 30% of the step, or more
 SLOW_START_LOSS = 0.1  # a slow-start step is taken back only if throughput fell by this

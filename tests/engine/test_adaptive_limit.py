@@ -167,7 +167,7 @@ def test_the_limit_grows_from_low_while_throughput_grows_and_stops_at_the_maximu
     assert max(limit for _, limit in trace.samples) == 60  # and never past it
     assert downstream.peak <= 60  # calls in flight never passed the limit
     stats = app.statistics()
-    assert stats.limit_changes >= 4
+    assert stats.limit_changes >= 3  # 10 -> 20 -> 40 -> 60
 
 
 def test_the_limit_settles_near_a_downstream_knee_and_holds_steady() -> None:
