@@ -123,6 +123,22 @@ def corpus(canary: Path) -> list[Case]:
             "duplicate-key-last-invalid", f'{{"seq": 3, "sku": "x", "seq": "{SENTINEL}"}}', INVALID
         ),
         Case("raw-control-characters", f"\x1b[2J\r{SENTINEL}\x00\x07\n{{", JSON_ERROR),
+        # Validation code raising what pydantic lets through: a bad payload all the same.
+        Case(
+            "validator-attribute-error",
+            _bad(4, "").replace(SENTINEL, "raise-attribute"),
+            "AttributeError",
+        ),
+        Case(
+            "validator-key-error",
+            _bad(5, f"-{SENTINEL}").replace(f'"{SENTINEL}', '"raise-key', 1),
+            "KeyError",
+        ),
+        Case(
+            "validator-type-error",
+            _bad(6, f"-{SENTINEL}").replace(f'"{SENTINEL}', '"raise-type', 1),
+            "TypeError",
+        ),
         Case(
             "hostile-attributes",
             f'{{"seq": "{SENTINEL}-attrs"}}',

@@ -1,11 +1,12 @@
 """An app with a strict pydantic payload that records each handler call in a ledger.
 
 The handler takes :class:`Order` (``extra="forbid"``), so a body that is not such an
-object must never reach it. Every call appends JSON lines to ``$LEDGER_PATH``: ``start``
-when the handler begins, then ``ok`` when it returns, ``fail`` when it raises or
-``cancelled`` when it is cancelled (its timeout). Besides the fields every ledger line has
-(see ``ledger_writer.py``), each has ``sku`` and ``group`` (the body's), ``fifo_group``
-(MessageGroupId) and ``attributes`` (message attribute names).
+object must never reach it; its validator raises AttributeError, KeyError or TypeError
+(which pydantic lets through) for skus starting ``raise-``. Every call appends JSON lines
+to ``$LEDGER_PATH``: ``start`` when the handler begins, then ``ok`` when it returns,
+``fail`` when it raises or ``cancelled`` when it is cancelled (its timeout). Besides the
+fields every ledger line has (see ``ledger_writer.py``), each has ``sku`` and ``group``
+(the body's), ``fifo_group`` (MessageGroupId) and ``attributes`` (message attribute names).
 
 Knobs, from the environment:
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 
 import anyio
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from aiosqsq import App, Message
 from tests.faults.apps.ledger_writer import record
@@ -38,6 +39,20 @@ class Order(BaseModel):
     seq: int
     sku: str
     group: str = ""
+
+    @field_validator("sku")
+    @classmethod
+    def _careless(cls, sku: str) -> str:
+        """Validation code as careless applications write it: a sku starting ``raise-``
+        makes it raise what pydantic does not turn into a ValidationError, its text
+        quoting the value."""
+        if sku.startswith("raise-attribute"):
+            return None.strip() or sku  # type: ignore[attr-defined]  # AttributeError
+        if sku.startswith("raise-key"):
+            return {"known": sku}[sku]  # KeyError, quoting the sku
+        if sku.startswith("raise-type"):
+            raise TypeError(f"cannot price {sku}")
+        return sku
 
 
 def _seqs(name: str) -> frozenset[int]:
