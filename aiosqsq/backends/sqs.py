@@ -762,6 +762,12 @@ def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -
         return BatchRequestError(
             f"{CODE_PREFIX}{batch_code}", f"{operation}: {_server_message(error)}"
         )
+    if "PurgeQueueInProgress" in bare:  # a 403, yet not about access: SQS's 60 s rule
+        return BackendError(
+            code,
+            f"{action} was refused: SQS allows one purge of a queue every 60 seconds "
+            f"({code}); the last purge may still be deleting messages: try again in a minute",
+        )
     throttled = bare & (_THROTTLED | _TRANSIENT)
     if bare & _DENIED or (status == 403 and not throttled and not bare & _BAD_CREDENTIALS):
         # a 403 that is not throttling (RequestThrottled, OverLimit) is an authorization

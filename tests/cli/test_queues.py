@@ -7,11 +7,14 @@ import json
 import signal
 import uuid
 
+import anyio
 import pytest
 
 from aiosqsq.backends.base import SendEntry
+from aiosqsq.backends.sqs_admin import SQSAdmin
 from aiosqsq.cli import ExitCode
-from aiosqsq.errors import QueueNotFoundError
+from aiosqsq.errors import AccessError, BackendError, QueueNotFoundError
+from aiosqsq.settings import QueueSettings
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import CliProcess, run_cli
 
@@ -250,6 +253,33 @@ def test_a_second_purge_within_a_minute_names_sqs_rule(
             "one purge of a queue every 60 seconds (PurgeQueueInProgress): that purge may "
             "still be deleting messages; try again in a minute"
         ],
+    )
+
+
+def test_a_second_purge_is_its_own_error_not_denied_access(
+    moto_queues: MotoQueues, sqs_settings: QueueSettings
+) -> None:
+    """What a program calling SQSAdmin sees: a BackendError naming SQS's 60 s rule, never
+    an AccessError telling the operator to change an IAM policy that is fine."""
+    url = moto_queues.create_plain()
+
+    async def purge_twice() -> BackendError:
+        async with SQSAdmin(sqs_settings) as admin:
+            await admin.purge_queue(url)
+            with pytest.raises(BackendError) as refused:
+                await admin.purge_queue(url)
+            return refused.value
+
+    error = anyio.run(purge_twice)
+    assert not isinstance(error, AccessError)
+    assert (error.code.removeprefix("AWS.SimpleQueueService."), error.retryable) == (
+        "PurgeQueueInProgress",
+        False,
+    )
+    assert error.message == (
+        f"sqs:PurgeQueue on queue {url!r} was refused: SQS allows one purge of a queue every "
+        f"60 seconds ({error.code}); the last purge may still be deleting messages: try again "
+        "in a minute"
     )
 
 
