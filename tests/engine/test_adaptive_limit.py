@@ -284,3 +284,75 @@ def test_the_bounds_are_checked_and_the_error_names_both_variables() -> None:
         "most the maximum"
     )
     assert QueueSettings(_env_file=None).concurrency is None  # adaptive by default
+
+
+def test_each_handler_adapts_on_its_own_and_a_greedy_queue_starves_none() -> None:
+    """A queue whose downstream takes all it is given beside one whose downstream
+    saturates at 10 calls: each limit goes its own way, and the second queue is served
+    at its downstream's full rate all along."""
+
+    async def scenario() -> tuple[dict[str, list[int]], Downstream]:
+        backend = MemoryBackend(clock=asyncio.get_running_loop().time)
+        app = await backlog(backend, 20_000, concurrency_max=100)
+        await make_queue(backend, "narrow", visibility_timeout_s=60, max_receive_count=None)
+        await app.send_batch([str(i) for i in range(3_000)], queue="narrow")
+        greedy, narrow = Downstream(base_s=0.02), Downstream(base_s=0.05, knee=10)
+
+        @app.handler()
+        async def wide(body: str) -> None:
+            await greedy.call()
+
+        @app.handler(queue="narrow")
+        async def slow(body: str) -> None:
+            await narrow.call()
+
+        limits: dict[str, list[int]] = {"jobs": [], "narrow": []}
+        async with app:
+            for _ in range(100):
+                await anyio.sleep(0.1)
+                for (queue, _), stats in app.consumer_statistics().items():
+                    limits[queue].append(stats.concurrency_limit)
+        return limits, narrow
+
+    limits, narrow = run_virtual(scenario)
+    print({name: (min(values[50:]), max(values[50:])) for name, values in limits.items()})
+    assert limits["jobs"][-1] == 100  # the greedy one grew to its maximum
+    assert max(limits["narrow"][50:]) <= 14  # the narrow one settled near its knee
+    # 10 calls of 50 ms: 200 a second at most; it got at least 80% of that over 10 s
+    assert narrow.calls >= 0.8 * 200 * 10
+
+
+class _DistantBackend(MemoryBackend):
+    """Every receive takes ``round_trip_s``, as SQS's does over the network."""
+
+    round_trip_s = 0.03
+
+    async def receive(self, queue_url: str, **options: Any) -> list[QueueMessage]:
+        await anyio.sleep(self.round_trip_s)
+        return await super().receive(queue_url, **options)
+
+
+def test_receives_run_ahead_of_the_handlers_within_the_hold_limit() -> None:
+    """10 calls of 50 ms at once can handle 200 messages a second; receiving only for free
+    slots would leave them idle for each 30 ms receive (125 a second). The pipeline keeps
+    them busy, and what is held stays within the limit plus one batch per poller."""
+
+    async def scenario() -> tuple[int, int]:
+        backend = _DistantBackend(clock=asyncio.get_running_loop().time)
+        app = await backlog(backend, 3_000, concurrency=10)
+        downstream = Downstream(base_s=0.05)
+        held = 0
+
+        @app.handler()
+        async def handle(body: str) -> None:
+            nonlocal held
+            held = max(held, app.statistics().in_flight)
+            await downstream.call()
+
+        await consume(app, 10)
+        return downstream.calls, held
+
+    calls, held = run_virtual(scenario)
+    print(f"{calls} calls in 10 s, at most {held} held")
+    assert calls >= 0.95 * 200 * 10
+    assert held <= 10 + 10  # the limit plus one batch for its one poller
