@@ -665,13 +665,14 @@ class App:
         started = time.monotonic()
         for consumer in consumers:
             logger.info(
-                "consuming %s with %s: backend=%s concurrency=%d pollers=%d "
+                "consuming %s with %s: backend=%s concurrency=%d pollers=%d %s"
                 "visibility_timeout=%gs dead_letter_queue=%s",
                 consumer.info.name,
                 consumer.name,
                 self.settings.backend,
-                consumer.config.concurrency,
-                consumer.config.pollers,
+                consumer.concurrency_limit,
+                consumer.config.pollers_for(consumer.concurrency_limit),
+                _adaptive(consumer.config),
                 consumer.visibility_timeout_s,
                 consumer.info.dead_letter_queue_url or "none",
             )
@@ -718,6 +719,12 @@ class App:
     def _notify(self, fate: Fate, message: Any) -> None:
         for observer in self._observers:
             observer(fate, message)
+
+
+def _adaptive(config: ConsumerConfig) -> str:
+    """``adaptive=MIN-MAX `` for the start line of a consumer with an adaptive limit."""
+    bounds = config.adaptive
+    return "" if bounds is None else f"adaptive={bounds.minimum}-{bounds.maximum} "
 
 
 def _yielded_types(lifespan: Lifespan | None) -> tuple[type, ...]:
