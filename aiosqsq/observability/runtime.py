@@ -11,16 +11,17 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from aiosqsq.backends.base import QueueBackend
+from aiosqsq.errors import Retry
 from aiosqsq.observability import health as health_module
 from aiosqsq.observability import log_context
 from aiosqsq.observability.health import Health
-from aiosqsq.observability.recorder import Recorder, queue_name
+from aiosqsq.observability.recorder import CANCELLED, RAISED, RAN, RETRY, Recorder, queue_name
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -78,32 +79,42 @@ class Instruments:
             app.add_observer(self.recorder.observe)
 
     async def middleware(self, message: Any, call_next: Any) -> Any:
-        """Set the log context, note the call for liveness, then trace (when tracing is
-        on) and time the handler (when metrics are on)."""
-        first = message[0] if isinstance(message, list) and message else message
-        queue = queue_name(first.queue) if first else ""
-        if first is message:
-            log_context.set_message(message.message_id, queue, message.receive_count)
-        health = self.health
+        """Set the log context, note the call for liveness and metrics, and trace it
+        (when tracing is on)."""
+        batch = isinstance(message, list)
+        messages = message if batch else (message,)
+        if not messages:
+            return await call_next()
+        first = messages[0]
+        queue = queue_name(first.queue)
+        if not batch:
+            log_context.set_message(first.message_id, queue, first.receive_count)
+        health, recorder, tracing = self.health, self.recorder, self.tracing
         key = object()
-        if health is not None and first:
+        if health is not None:
             health.call_started(key, first.message_id, queue)
-        recorder, tracing = self.recorder, self.tracing
+        if recorder is not None:
+            recorder.begin(messages)
+        started = time.perf_counter()
+        seen = RAISED
         try:
             if tracing is None:
-                if recorder is None:
-                    return await call_next()
-                return await recorder.middleware(message, call_next)
-            if recorder is None:
-                return await tracing.middleware(message, call_next)
-
-            def timed() -> Awaitable[Any]:
-                return recorder.middleware(message, call_next)
-
-            return await tracing.middleware(message, timed)
+                result = await call_next()
+            else:
+                result = await tracing.middleware(message, call_next)
+            seen = RAN
+            return result
+        except Retry:
+            seen = RETRY
+            raise
+        except anyio.get_cancelled_exc_class():
+            seen = CANCELLED
+            raise
         finally:
             if health is not None:
                 health.call_ended(key)
+            if recorder is not None:
+                recorder.end(messages, queue, time.perf_counter() - started, seen)
 
 
 def tracing_available() -> bool:
@@ -176,6 +187,7 @@ async def observe(app: App) -> AsyncIterator[None]:
         health_module.unregister(health)
         if instruments.recorder is not None:
             instruments.recorder.sync(app.consumer_statistics())
+            instruments.recorder.flush()
         if instruments.emf is not None:
             instruments.emf.flush()
     if failure is not None:
@@ -217,6 +229,7 @@ async def _tick(app: App, instruments: Instruments, health: Health) -> None:
             recorder.metrics.loop_lag.set(max(0.0, time.monotonic() - expected))
             if ticks % _SYNC_EVERY == 0:
                 recorder.sync(app.consumer_statistics())
+                recorder.flush()
         if instruments.tracing is not None and ticks % _SYNC_EVERY == 0:
             instruments.tracing.sweep()
         if instruments.emf is not None and ticks % instruments.emf.every_ticks == 0:
