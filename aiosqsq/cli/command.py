@@ -20,6 +20,7 @@ the same ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from aiosqsq.cli.send_command import send
 from aiosqsq.cli.top import top
 from aiosqsq.cli.worker import DOTENV, SUPERVISED_ENV, logger, run_worker, version_text
 from aiosqsq.errors import ConfigurationError
-from aiosqsq.exit_codes import ExitCode
+from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import Target, parse_target
 from aiosqsq.logconfig import LEVELS, configure_logging
 from aiosqsq.observability.endpoints import command_endpoint
@@ -222,12 +223,18 @@ def run(
             return _supervise(target, workers, burst=burst, reload_dir=app_dir if reload else None)
         return run_worker(target, app_dir=app_dir, factory=factory, burst=burst)
 
-    with command_endpoint(
-        http_host,
-        http_port,
-        supervising=reload or workers > 1,
-        liveness_timeout_s=_liveness_timeout_s(),
-    ):
+    with contextlib.ExitStack() as serving:
+        try:
+            serving.enter_context(
+                command_endpoint(
+                    http_host,
+                    http_port,
+                    supervising=reload or workers > 1,
+                    liveness_timeout_s=_liveness_timeout_s(),
+                )
+            )
+        except ConfigurationError as exc:  # the port cannot be bound
+            ctx.exit(int(exit_for(exc, logger)))
         code = (
             run_locally(target, app_dir=app_dir, factory=factory, run=start) if local else start()
         )

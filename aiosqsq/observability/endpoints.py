@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+from aiosqsq.errors import ConfigurationError
 from aiosqsq.observability import health as health_module
 from aiosqsq.observability.http_server import Endpoints, HTTPEndpoint
 from aiosqsq.observability.http_server import asgi_app as endpoints_app
@@ -83,6 +84,16 @@ def supervisor_endpoints(metrics_dir: str, health_dir: str, *, stale_s: float) -
     return Endpoints(metrics, health)
 
 
+def _listen(endpoints: Endpoints, host: str, port: int) -> HTTPEndpoint:
+    try:
+        return HTTPEndpoint(endpoints, host, port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"QUEUE_HTTP_PORT={port}: cannot listen on {host}:{port} ({exc.strerror or exc}): "
+            "choose a free port, or 0 to serve nothing"
+        ) from None
+
+
 @contextlib.contextmanager
 def command_endpoint(
     host: str, port: int, *, supervising: bool, liveness_timeout_s: float
@@ -92,13 +103,13 @@ def command_endpoint(
     directories are set in the environment here, and removed after); a worker silent
     for ``liveness_timeout_s`` is not live. Port 0: nothing is served.
 
-    Raises OSError when the port cannot be bound.
+    Raises :class:`~aiosqsq.errors.ConfigurationError` when the port cannot be bound.
     """
     if not port or os.environ.get("AIOSQSQ_SUPERVISED") == "1":
         yield  # a supervised worker writes its files; its supervisor serves
         return
     if not supervising:
-        endpoint = HTTPEndpoint(process_endpoints(), host, port)
+        endpoint = _listen(process_endpoints(), host, port)
         logger.info("serving /metrics, /livez and /readyz on http://%s:%d", host, endpoint.port)
         try:
             yield
@@ -112,7 +123,7 @@ def command_endpoint(
     os.makedirs(health_dir)
     os.environ[health_module.HEALTH_DIR_ENV] = health_dir
     try:
-        endpoint = HTTPEndpoint(
+        endpoint = _listen(
             supervisor_endpoints(metrics_dir, health_dir, stale_s=liveness_timeout_s), host, port
         )
         logger.info(

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
 from aiosqsq.exit_codes import ExitCode
 from tests.cli.conftest import MotoQueues
-from tests.cli.harness import CliProcess
+from tests.cli.harness import CliProcess, run_cli
 from tests.observability.test_workers_e2e import free_port, get, samples, total, wait_until
 
 APPS = Path(__file__).parent / "apps"
@@ -56,3 +57,16 @@ def test_one_worker_serves_metrics_and_logs_message_fields(
     started = [line for line in lines if line["message"].startswith("consuming ")]
     assert started
     assert all("message_id" not in line for line in started)
+
+
+def test_a_port_in_use_is_a_configuration_error_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("run", "logging_app:app", "--app-dir", str(APPS), "--http-port", str(port))
+    assert result.returncode == ExitCode.CONFIGURATION
+    assert (
+        f"configuration error: QUEUE_HTTP_PORT={port}: cannot listen on 127.0.0.1:{port} "
+        "(Address already in use): choose a free port, or 0 to serve nothing"
+    ) in result.stderr
