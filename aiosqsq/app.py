@@ -602,6 +602,8 @@ class App:
         )
         clock = backend.clock if isinstance(backend, MemoryBackend) else time.monotonic
         large_payloads = self.service.large_payloads  # S3 pointers fetched before decoding
+        if large_payloads is not None:
+            await large_payloads.open()  # before any message is held
         # with cleanup, an S3 object is deleted once its message's delete succeeded
         on_deleted = (
             large_payloads.delete_objects

@@ -183,6 +183,12 @@ class LargePayloads:
             ignore_missing=settings.large_payload_ignore_missing,
         )
 
+    async def open(self) -> None:
+        """Connect to the store now: a consumer does it before it starts receiving, so
+        that building the S3 client (which blocks the event loop for about a second while
+        botocore loads S3's model) does not stall messages in flight."""
+        await self.store.open()
+
     async def aclose(self) -> None:
         await self.store.aclose()
 

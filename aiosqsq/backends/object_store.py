@@ -58,6 +58,10 @@ class ObjectStore(Protocol):
         failed (a missing key is no failure)."""
         ...
 
+    async def open(self) -> None:
+        """Connect now rather than on first use (loading S3's model blocks for a while)."""
+        ...
+
     async def aclose(self) -> None:
         """Close the connections."""
         ...
@@ -90,6 +94,9 @@ class MemoryObjectStore:
         for key in keys:
             self.objects.pop((bucket, key), None)
         return []
+
+    async def open(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

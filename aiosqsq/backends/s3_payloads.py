@@ -140,6 +140,10 @@ class S3ObjectStore:
             if isinstance(error, Mapping) and error.get("Code") != "NoSuchKey"
         ]
 
+    async def open(self) -> None:
+        if self._client is None:
+            await self._open()
+
     async def aclose(self) -> None:
         self._client = None
         await self._stack.aclose()
