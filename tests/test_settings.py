@@ -113,7 +113,7 @@ def test_secrets_never_appear_in_reprs_or_errors(monkeypatch: pytest.MonkeyPatch
 
 def test_env_example_lists_every_variable() -> None:
     example = (ROOT / ".env.example").read_text()
-    listed = set(re.findall(r"^#?\s*(QUEUE_[A-Z_]+)=", example, flags=re.MULTILINE))
+    listed = set(re.findall(r"^#?\s*(QUEUE_[A-Z0-9_]+)=", example, flags=re.MULTILINE))
     expected = {f"QUEUE_{name.upper()}" for name in QueueSettings.model_fields}
     expected |= {  # the command's own options
         param.envvar
