@@ -2,7 +2,8 @@
 ``deny`` answers every GET or HEAD in the named buckets with S3's 403 AccessDenied, and
 ``hold_deletes`` holds each DeleteObjects request unanswered (``delete_held`` is set once
 one arrives) until :meth:`S3Proxy.close`, ``fail_deletes`` answers each with a 500
-(``delete_requests`` counts them). Everything else is forwarded as it came."""
+(``delete_requests`` counts them), and ``fail_gets`` answers that many GetObject requests
+with a 503 SlowDown before forwarding the rest. Everything else is forwarded as it came."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ _INTERNAL = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
     b"<Message>We encountered an internal error. Please try again.</Message></Error>"
 )
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 _HOLD_LIMIT_S = 60.0  # a held request is answered by close(), or after this at the latest
 
 
@@ -31,7 +36,9 @@ class S3Proxy:
         deny: Iterable[str] = (),
         hold_deletes: bool = False,
         fail_deletes: bool = False,
+        fail_gets: int = 0,
     ) -> None:
+        self.gets_failed = 0
         self.delete_held = threading.Event()
         self.delete_requests = 0
         self._release = threading.Event()
@@ -46,6 +53,10 @@ class S3Proxy:
                 bucket = "/" + self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
                 if self.command in ("GET", "HEAD") and bucket in denied:
                     self._answer(403, _DENIED)
+                    return
+                if self.command == "GET" and proxy.gets_failed < fail_gets:
+                    proxy.gets_failed += 1
+                    self._answer(503, _SLOW_DOWN)
                     return
                 if self.command == "POST" and "delete" in self.path.split("?", 1)[-1]:
                     proxy.delete_requests += 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from aiosqsq import App, QueueSettings
+from aiosqsq import App, Message, QueueSettings
 from aiosqsq.backends.object_store import MemoryObjectStore
 from aiosqsq.service import QueueService
 from aiosqsq.testing import AppTester, error_of
@@ -131,6 +131,38 @@ async def test_a_failed_s3_delete_is_logged_and_counted_not_retried(
     warnings = [r.getMessage() for r in caplog.records if "large-payload object" in r.getMessage()]
     assert warnings
     assert "they stay in the bucket" in warnings[0]
+
+
+async def test_a_fetch_throttled_past_the_sdks_retries_is_retried_not_dead_lettered(
+    large_settings: QueueSettings, bucket: MotoBucket, moto_endpoint: str
+) -> None:
+    proxy = S3Proxy(moto_endpoint, fail_gets=4)  # botocore makes 3 attempts per call
+    try:
+        settings = large_settings.model_copy(
+            update={
+                "s3_endpoint_url": proxy.endpoint_url,
+                "large_payload_always": True,
+                "wait_time_seconds": 0,
+                "retry_base_delay": 0,
+            }
+        )
+        app = App(settings)
+        url = await app.service.backend.create_queue(f"lp-{uuid.uuid4().hex[:8]}")
+        handled: list[tuple[int, int]] = []
+
+        @app.handler(url)
+        async def handle(order: Order, message: Message) -> None:
+            handled.append((order.id, message.receive_count))
+
+        await app.send({"id": 4}, url)
+        await app.run(burst=True)
+        async with QueueService(settings) as service:
+            await service.backend.delete_queue(url)
+    finally:
+        proxy.close()
+    assert handled == [(4, 2)]  # the first receive's fetch failed for now: retried
+    assert app.statistics().dead_lettered == 0
+    assert proxy.gets_failed == 4
 
 
 def test_sigkill_between_the_sqs_delete_and_the_s3_delete_leaves_an_orphan_object(
