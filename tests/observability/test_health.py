@@ -8,13 +8,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 
 from aiosqsq.backends.memory import MemoryBackend
-from aiosqsq.observability import instrument, process_endpoints
+from aiosqsq.observability import asgi_app, instrument, process_endpoints
 from aiosqsq.observability.http_server import HTTPEndpoint
 from tests.helpers import make_app, make_queue, slow
 
@@ -126,3 +127,44 @@ async def test_handlers_stuck_on_every_slot_turn_livez_red(endpoint) -> None:
         with anyio.fail_after(slow(20)):  # receiving again: live again
             while (await anyio.to_thread.run_sync(get, endpoint.port, "/livez"))[0] != 200:
                 await anyio.sleep(0.05)
+
+
+async def test_the_asgi_app_serves_the_same_endpoints_under_a_mount_prefix() -> None:
+    registry = CollectorRegistry()
+    backend = MemoryBackend()
+    await make_queue(backend, "jobs")
+    app = make_app(backend, wait_time_seconds=1)
+    instrument(app, registry=registry)
+
+    @app.handler()
+    async def work(payload: str) -> None:
+        pass
+
+    asgi = asgi_app(registry)
+
+    async def call(path: str) -> tuple[int, bytes, dict[bytes, bytes]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(event: Any) -> None:
+            sent.append(dict(event))
+
+        scope = {"type": "http", "method": "GET", "path": f"/aiosqsq{path}",
+                 "root_path": "/aiosqsq"}  # fmt: skip
+        await asgi(scope, receive, send)
+        start, body = sent
+        return start["status"], body["body"], dict(start["headers"])
+
+    assert (await call("/readyz"))[:2] == (503, b"no app is consuming yet\n")
+    await app.send("x")
+    async with app:
+        with anyio.fail_after(slow(10)):
+            while (await call("/readyz"))[0] != 200:
+                await anyio.sleep(0.02)
+        assert (await call("/livez"))[:2] == (200, b"ok\n")
+    status, body, headers = await call("/metrics")
+    assert status == 200
+    assert headers[b"content-type"].startswith(b"text/plain")
+    assert b'aiosqsq_messages_received_total{queue="jobs"} 1.0' in body
