@@ -31,6 +31,7 @@ from dotenv import dotenv_values
 
 from aiosqsq.cli.dlq import dlq
 from aiosqsq.cli.local import run_locally
+from aiosqsq.cli.local_command import local
 from aiosqsq.cli.queues import queues
 from aiosqsq.cli.send_command import send
 from aiosqsq.cli.top import top
@@ -88,7 +89,8 @@ def cli() -> None:
     """Consume Amazon SQS with asyncio handlers: `aiosqsq run --help` tells how.
 
     The operator commands (queues, send, dlq) work on the queues of QUEUE_BACKEND=sqs with
-    the same QUEUE_* settings and .env as `run`.
+    the same QUEUE_* settings and .env as `run`; `aiosqsq local` serves an SQS emulator for
+    them (and for workers and producers) on a laptop.
     """
 
 
@@ -96,6 +98,7 @@ cli.add_command(queues)
 cli.add_command(send)
 cli.add_command(dlq)
 cli.add_command(top)
+cli.add_command(local)
 
 
 @cli.command(epilog=_exit_codes())
@@ -157,7 +160,16 @@ cli.add_command(top)
     is_flag=True,
     help="Start an SQS emulator (moto) on 127.0.0.1 for this run, create the app's queues, "
     "each with a <name>-dlq after 5 receives, and point the app (every worker) at it: the "
-    "SQS path with no AWS account. Needs: pip install 'aiosqsq[local]'.",
+    "SQS path with no AWS account. Prints the export line another shell needs to reach it. "
+    "Needs: pip install 'aiosqsq[local]'.",
+)
+@_option(
+    "local_port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=65535),
+    help="With --local: the server's port on 127.0.0.1 (0: a free one); a fixed port keeps "
+    "the printed export line the same from run to run.",
 )
 @_option(
     "http_port",
@@ -188,6 +200,7 @@ def run(
     log_format: str,
     wire_debug: bool,
     local: bool,
+    local_port: int,
     http_port: int,
     http_host: str,
 ) -> None:
@@ -236,7 +249,9 @@ def run(
         except ConfigurationError as exc:  # the port cannot be bound
             ctx.exit(int(exit_for(exc, logger)))
         code = (
-            run_locally(target, app_dir=app_dir, factory=factory, run=start) if local else start()
+            run_locally(target, app_dir=app_dir, factory=factory, port=local_port, run=start)
+            if local
+            else start()
         )
     ctx.exit(int(code))
 

@@ -25,6 +25,7 @@ WSGI server in a child process.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -146,6 +147,23 @@ class LoopbackOnly:
         return self._app(environ, without_cors)
 
 
+def _listening(port: int) -> socket.socket:
+    """A TCP socket listening on ``HOST``:``port``; ``ConfigurationError`` naming the port
+    when it cannot (taken by another program, or privileged)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        raise ConfigurationError(
+            f"the local SQS server cannot listen on {HOST}:{port} ({exc.strerror}): "
+            "choose another port, or 0 for a free one"
+        ) from None
+    return listener
+
+
 def _forbidden(start_response: Callable[..., Any], reason: str) -> list[bytes]:
     body = f"403 Forbidden: {reason}\n".encode()
     start_response(
@@ -156,10 +174,12 @@ def _forbidden(start_response: Callable[..., Any], reason: str) -> list[bytes]:
 
 
 class LocalSQS:
-    """moto's SQS-compatible server on 127.0.0.1 (a port the kernel picks), requests
-    serialised, serving from a daemon thread until ``stop()``."""
+    """moto's SQS-compatible server on 127.0.0.1 and ``port`` (0: a port the kernel picks),
+    requests serialised, serving from a daemon thread until ``stop()``.
 
-    def __init__(self) -> None:
+    Raises ``ConfigurationError`` without moto, or when ``port`` cannot be listened on."""
+
+    def __init__(self, port: int = 0) -> None:
         app = moto_app()
         from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
@@ -168,11 +188,17 @@ class LocalSQS:
         busy_groups_in_flight_only()
         guarded = LoopbackOnly(Serialised(app), authority="")
         # Bound here, not in the thread: a failure to bind raises now instead of hanging.
-        self._server: Any = make_server(
-            HOST, 0, guarded, threaded=True, request_handler=MotoRequestHandler
-        )
+        with _listening(port) as listener:  # werkzeug would print and sys.exit(1) instead
+            self._server: Any = make_server(
+                HOST,
+                port,
+                guarded,
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=listener.fileno(),  # duplicated: the server owns its own copy
+            )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
-        guarded.authority = f"{HOST}:{self._server.server_port}"  # the port is known now
+        guarded.authority = f"{HOST}:{self._server.port}"  # the port is known now
         self.endpoint_url = f"http://{guarded.authority}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aiosqsq-local-sqs", daemon=True

@@ -40,7 +40,7 @@ def run_worker(target: Target, *, app_dir: str, factory: bool, burst: bool) -> E
     if os.path.isfile(DOTENV):  # QueueSettings reads it: say which one
         logger.info("QUEUE_* settings also read from %s", os.path.abspath(DOTENV))
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             app = load_app(target, app_dir=app_dir, factory=factory)
             logger.info(
                 "aiosqsq %s running %s on the %s backend%s",
@@ -67,7 +67,7 @@ def run_worker(target: Target, *, app_dir: str, factory: bool, burst: bool) -> E
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM interrupts like SIGINT does until ``App.run`` takes both over (and after)."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:

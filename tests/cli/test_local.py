@@ -6,7 +6,11 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shlex
 import signal
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from importlib.metadata import version
@@ -17,7 +21,15 @@ import pytest
 from aiosqsq.cli import ExitCode
 from aiosqsq.settings import QueueSettings
 from tests.cli.conftest import MotoQueues
-from tests.cli.harness import APPS_DIR, CliProcess, Record, records, run_cli, wait_for_lines
+from tests.cli.harness import (
+    APPS_DIR,
+    CliProcess,
+    Record,
+    cli_env,
+    records,
+    run_cli,
+    wait_for_lines,
+)
 from tests.cli.test_importer import MEMAPP
 
 READY = (
@@ -189,3 +201,125 @@ def test_local_server_answers_sqs_calls_to_its_own_address_only() -> None:
             assert "Access-Control-Allow-Origin" not in headers
         run.send_signal(signal.SIGTERM)
         assert run.wait() == ExitCode.OK
+
+
+EXPORT = (
+    "export QUEUE_BACKEND=sqs QUEUE_SQS_ENDPOINT_URL=http://127.0.0.1:{port} "
+    "QUEUE_AWS_REGION=us-east-1 QUEUE_AWS_ACCESS_KEY_ID=aiosqsq-local "
+    "QUEUE_AWS_SECRET_ACCESS_KEY=aiosqsq-local QUEUE_AWS_SESSION_TOKEN='' "
+    "QUEUE_SQS_QUEUE_URL={queue}"
+)
+REACH = (
+    "# local SQS server at http://127.0.0.1:{port}; to send to it or run aiosqsq queues, "
+    "send or dlq against it from another shell:"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _in_shell(export_line: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``aiosqsq ARGS`` in a new shell that ran ``export_line`` first, as a user would."""
+    command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "aiosqsq", *args))
+    return subprocess.run(
+        ["bash", "-c", f"{export_line}\n{command}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        check=False,
+    )
+
+
+def test_local_port_prints_what_another_shell_needs_to_send_to_the_worker(ledger: Path) -> None:
+    port = _free_port()
+    env = {
+        "LEDGER_PATH": str(ledger),
+        "QUEUE_WAIT_TIME_SECONDS": "1",
+        "QUEUE_LOCAL_PORT": str(port),
+    }
+    args = ("run", "ledger:app", "--local", "--app-dir", str(APPS_DIR), "--log-level", "warning")
+    with CliProcess(*args, env=env) as run:
+        (export_line,) = run.wait_for(r"^export ")
+        reach = [line for line in run.output.splitlines() if line.startswith(("#", "export"))]
+        assert reach == [REACH.format(port=port), EXPORT.format(port=port, queue="default")]
+        sent = _in_shell(export_line, "send", "default", "from another shell")
+        assert (sent.returncode, sent.stdout) == (0, "sent 1 message to default\n"), sent.stderr
+        assert json.loads(wait_for_lines(ledger, 1)[0])["seq"] == "from another shell"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait() == ExitCode.OK
+    assert not run.records()  # --log-level warning: the lines above came all the same
+
+
+def test_local_port_taken_is_a_configuration_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("run", "memapp:app", "--local", "--local-port", str(port))
+    assert result.returncode == ExitCode.CONFIGURATION
+    assert [r.message for r in records(result.stderr)] == [
+        f"configuration error: the local SQS server cannot listen on 127.0.0.1:{port} "
+        "(Address already in use): choose another port, or 0 for a free one"
+    ]
+
+
+def test_aiosqsq_local_serves_the_queues_for_send_and_stats_until_sigterm() -> None:
+    port = _free_port()
+    args = ("local", "ledger:app", "--app-dir", str(APPS_DIR), "--queue", "orders")
+    with CliProcess(*args, "--port", str(port), env={"LEDGER_PATH": "/dev/null"}) as server:
+        (export_line,) = server.wait_for(r"^export ")
+        assert export_line == EXPORT.format(port=port, queue="default")
+        sent = _in_shell(export_line, "send", "orders", '{"id": 1}')
+        assert (sent.returncode, sent.stdout) == (0, "sent 1 message to orders\n"), sent.stderr
+        stats = _in_shell(export_line, "queues", "stats")
+        assert stats.returncode == 0, stats.stderr
+        rows = [line.replace("│", " ").split() for line in stats.stdout.splitlines()[2:]]
+        assert rows == [
+            ["default", "0", "0", "0", "default-dlq", "0"],
+            ["default-dlq", "0", "0", "0", "-", "-"],
+            ["orders", "1", "0", "0", "orders-dlq", "0"],
+            ["orders-dlq", "0", "0", "0", "-", "-"],
+        ]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == ExitCode.OK
+    assert [r.message for r in server.records() if r.logger == "aiosqsq.cli"] == [
+        f"local SQS server (moto) at http://127.0.0.1:{port}, for this run only",
+        "local SQS: created queue default, dead letters to default-dlq after 5 receives",
+        "local SQS: created queue orders, dead letters to orders-dlq after 5 receives",
+        "serving until SIGINT or SIGTERM (Ctrl-C)",
+        "local SQS server stopped: its queues and messages are gone",
+    ]
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5)
+
+
+def test_aiosqsq_local_without_an_app_serves_its_queues_and_stops_on_ctrl_c() -> None:
+    with CliProcess("local", "--queue", "orders", "--queue", "audit") as server:
+        (export_line,) = server.wait_for(r"^export ")
+        assert export_line.endswith(" QUEUE_SQS_QUEUE_URL=orders")  # the first --queue
+        stats = _in_shell(export_line, "queues", "stats")
+        assert [line.split()[0] for line in stats.stdout.splitlines()[2:]] == [
+            "audit",
+            "audit-dlq",
+            "orders",
+            "orders-dlq",
+        ]
+        server.send_signal(signal.SIGINT)
+        assert server.wait() == ExitCode.OK
+    assert (
+        server.records()[-1].message == "local SQS server stopped: its queues and messages are gone"
+    )
+
+
+def test_aiosqsq_local_reports_an_app_it_cannot_load() -> None:
+    result = run_cli("local", "missing_module:app")
+    assert result.returncode == ExitCode.APP_NOT_LOADED
+    lines = records(result.stderr)
+    assert [r.level for r in lines].count("ERROR") == 1
+    assert lines[-1].message == "local SQS server stopped: its queues and messages are gone"
+    assert "export " not in result.stderr
