@@ -7,7 +7,9 @@ option is declared once, by :func:`_option`. Except three: ``.env`` may not set
 ``QUEUE_APP_DIR``, ``QUEUE_LOCAL`` or ``QUEUE_WIRE_DEBUG``, which change what code runs or
 what is logged. A file in the working directory (a cloned repository's, say) is not trusted
 with that: it takes a flag or the real environment, and a ``.env`` that sets one is ignored
-for it, with a warning naming it.
+for it, with a warning naming it. A ``QUEUE_*`` variable that is neither a setting nor an
+option (``QUEUE_WAIT_TIME``) is warned about once, naming the closest one
+(:mod:`aiosqsq.cli.unknown_settings`).
 
 The options that are settings (``--concurrency``, ``--shutdown-timeout``) reach the app by
 being written into the environment as their ``QUEUE_*`` variable before the app's module is
@@ -35,6 +37,7 @@ from aiosqsq.cli.local_command import local
 from aiosqsq.cli.queues import queues
 from aiosqsq.cli.send_command import send
 from aiosqsq.cli.top import top
+from aiosqsq.cli.unknown_settings import warnings_for
 from aiosqsq.cli.worker import DOTENV, SUPERVISED_ENV, logger, run_worker, version_text
 from aiosqsq.errors import ConfigurationError
 from aiosqsq.exit_codes import ExitCode, exit_for
@@ -230,6 +233,11 @@ def run(
                 flag,
                 variable,
             )
+        dotenv = dotenv_values(DOTENV) if os.path.isfile(DOTENV) else {}
+        for line in warnings_for(
+            known_variables(), dotenv=dotenv, dotenv_path=os.path.abspath(DOTENV)
+        ):
+            logger.warning("%s", line)
 
     def start() -> int:
         if reload or workers > 1:
@@ -254,6 +262,20 @@ def run(
             else start()
         )
     ctx.exit(int(code))
+
+
+def known_variables() -> set[str]:
+    """Every ``QUEUE_*`` variable something reads: the settings' and every command's options'."""
+    known = {f"{ENV_PREFIX}{field.upper()}" for field in QueueSettings.model_fields}
+    commands: list[click.Command] = [cli]
+    while commands:
+        command = commands.pop()
+        if isinstance(command, click.Group):
+            commands.extend(command.commands.values())
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.envvar, str):
+                known.add(param.envvar)
+    return known
 
 
 def main(args: Sequence[str] | None = None) -> None:

@@ -165,3 +165,20 @@ def test_the_environment_may_still_choose_them() -> None:
         "receipt handles included; key material is masked); do not use it in production",
         MEMORY_WARNING,  # memapp runs on the memory backend: the worker says so, once
     ]
+
+
+def test_a_queue_variable_that_is_no_setting_is_warned_about_once_naming_the_closest() -> None:
+    Path(".env").write_text("QUEUE_CONCURENCY=4\nQUEUE_COLOUR=blue\nQUEUE_LOG_LEVEL=info\n")
+    env = {"QUEUE_WAIT_TIME": "3", "QUEUE_LOCAL_PORT": "0", "QUEUE_HTTP_PORT": "0"}
+    result = run_cli("run", "memapp:app", "--burst", "--workers", "2", env=env)
+    assert result.returncode == ExitCode.OK, result.stderr
+    dotenv = Path(".env").resolve()
+    warnings = [r.message for r in records(result.stderr) if r.level == "WARNING"]
+    assert [m for m in warnings if not _in_memory(m)] == [
+        f"QUEUE_COLOUR (in {dotenv}) is not an aiosqsq setting: ignored; the settings are "
+        "listed in the README and by aiosqsq run --help",
+        f"QUEUE_CONCURENCY (in {dotenv}) is not an aiosqsq setting: ignored; did you mean "
+        "QUEUE_CONCURRENCY?",
+        "QUEUE_WAIT_TIME (in the environment) is not an aiosqsq setting: ignored; did you "
+        "mean QUEUE_WAIT_TIME_SECONDS?",
+    ]  # once, by the supervisor: not again by each worker
