@@ -60,7 +60,8 @@ def dlq() -> None:
 @click.pass_context
 def inspect(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
     """Show up to --limit messages of the queue NAME, with the error aiosqsq recorded when
-    it dead-lettered them (aiosqsq-error, aiosqsq-source), without consuming them.
+    it dead-lettered them (aiosqsq-error), the queue they came from and their id there
+    (aiosqsq-source: the copy in NAME has an id of its own), without consuming them.
 
     Reading a message is receiving it: the messages are made visible again as soon as they
     are shown (within 60 s if the command is killed), and each one's receive count goes
@@ -90,13 +91,19 @@ def _row(message: QueueMessage) -> dict[str, Any]:
 
     sent_ms = message.attributes.get("SentTimestamp")
     sent_at = datetime.fromtimestamp(int(sent_ms) / 1000, UTC) if sent_ms else None
+    source = text(SOURCE_ATTRIBUTE)
+    # "<queue name> <original MessageId>": the id the message had before aiosqsq copied it
+    # here (the copy has its own); what the worker's log line names.
+    source_queue, _, original_id = (source or "").partition(" ")
     return {
         "message_id": message.message_id,
+        "original_message_id": original_id or None,
         "sent_at": sent_at.isoformat(timespec="seconds") if sent_at else None,
         "receive_count": message.receive_count,
         "group_id": message.group_id,
         "error": text(ERROR_ATTRIBUTE),
-        "source": text(SOURCE_ATTRIBUTE),
+        "source": source,
+        "source_queue": source_queue or None,
         "body": message.body,
     }
 
@@ -123,7 +130,7 @@ async def _add_payloads(rows: list[dict[str, Any]], messages: list[QueueMessage]
 
 def _table(rows: list[dict[str, Any]]) -> Table:
     grid = Table(show_edge=False, show_lines=True)
-    columns = ["message id", "sent at", "receives", "error", "source", "body"]
+    columns = ["message id", "sent at", "receives", "error", "source", "original id", "body"]
     with_payload = any("payload" in row for row in rows)
     for column in [*columns, "payload"] if with_payload else columns:
         grid.add_column(column, overflow="fold")
@@ -134,7 +141,8 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             row["sent_at"] or "-",
             str(row["receive_count"]),
             _literal(row["error"] or "-"),
-            _literal(row["source"] or "-"),
+            _literal(row["source_queue"] or "-"),
+            _literal(row["original_message_id"] or "-"),
             _literal(body),
         ]
         if with_payload:

@@ -4,8 +4,10 @@ nothing deleted before its copy is confirmed, every message accounted for."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,7 @@ from aiosqsq.backends.base import MessageAttributes, SendEntry
 from aiosqsq.cli import ExitCode
 from aiosqsq.message import ERROR_ATTRIBUTE, SOURCE_ATTRIBUTE
 from tests.cli.conftest import MotoQueues
-from tests.cli.harness import MoveTaskProxy, run_cli
+from tests.cli.harness import CliProcess, MoveTaskProxy, run_cli
 
 
 @pytest.fixture
@@ -270,3 +272,53 @@ def test_redrive_does_not_start_a_second_move_task(
     ]
     assert [operation for operation, _ in proxy.calls] == ["ListMessageMoveTasks"]
     assert moto_queues.depth(dlq_url).visible == 25
+
+
+INT_APP = """\
+from aiosqsq import App
+
+app = App()
+
+
+@app.handler()
+async def handle(payload: int) -> None:
+    pass
+"""
+
+
+def test_inspect_shows_the_original_id_the_worker_logged_beside_the_copys_own(
+    moto_queues: MotoQueues, sqs_env: dict[str, str]
+) -> None:
+    Path("intapp.py").write_text(INT_APP)
+    url = moto_queues.create()
+    name = _name(url)
+    env = {**sqs_env, "QUEUE_SQS_QUEUE_URL": url}
+    with CliProcess("run", "intapp:app", env=env) as worker:
+        worker.wait_for(r"aiosqsq: consuming ")
+        moto_queues.send_entries(url, [SendEntry("0", "not a number")])
+        (line,) = worker.wait_for(r"was moved to the dead-letter queue as ")
+    moved = re.search(
+        rf"message (\S+) on {name} was moved to the dead-letter queue as (\S+):", line
+    )
+    assert moved is not None, line
+    original_id, copy_id = moved.groups()
+    dlq_name = f"{name}-dlq"
+
+    result = run_cli("dlq", "inspect", dlq_name, "--json", env=sqs_env)
+    assert result.returncode == ExitCode.OK, result.stderr
+    ((row),) = json.loads(result.stdout)
+    assert (row["message_id"], row["original_message_id"], row["source_queue"]) == (
+        copy_id,
+        original_id,
+        name,
+    )
+    assert row["source"] == f"{name} {original_id}"
+
+    table = run_cli("dlq", "inspect", dlq_name, env={**sqs_env, "COLUMNS": "400"})
+    assert table.returncode == ExitCode.OK, table.stderr
+    header, _, cells = table.stdout.splitlines()[:3]
+    assert [column.strip() for column in header.split("┃")][:6] == [
+        "message id", "sent at", "receives", "error", "source", "original id",
+    ]  # fmt: skip
+    values = [cell.strip() for cell in cells.split("│")]
+    assert (values[0], values[4], values[5]) == (copy_id, name, original_id)
