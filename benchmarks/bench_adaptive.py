@@ -166,6 +166,33 @@ async def consume(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def adapting_cost_us(calls: int = 200_000) -> dict[str, float]:
+    """CPU µs per message of what adapting adds to a handler call: the gate (acquire and
+    release of the limit, which a pinned limit also passes) and the adaptive limit's
+    bookkeeping (two clock readings and :meth:`AdaptiveLimit.finished`), in a loop."""
+    from aiosqsq.engine.adaptive import AdaptiveLimit
+    from aiosqsq.engine.config import LimitBounds
+    from aiosqsq.engine.limiter import ConcurrencyLimit
+
+    async def loop(adapt: bool) -> float:
+        gate = ConcurrencyLimit(10)
+        adaptive = AdaptiveLimit(gate, LimitBounds(1, 200, 10), clock=time.monotonic)
+        clock = time.monotonic
+        began = time.process_time()
+        for _ in range(calls):
+            await gate.acquire()
+            if adapt:
+                started = clock()
+                adaptive.finished(clock() - started, failed=False)
+            gate.release()
+        return (time.process_time() - began) / calls * 1e6
+
+    async def both() -> dict[str, float]:
+        return {"gate_us": await loop(False), "gate_and_adapting_us": await loop(True)}
+
+    return asyncio.run(both())
+
+
 # --- the benchmark ------------------------------------------------------------------
 
 
@@ -289,6 +316,7 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
         for consumer, runs in consumers.items():
             entry: dict[str, Any] = {
                 "messages_per_s": summary([r["messages_per_s"] for r in runs]),
+                "messages_per_s_per_run": [round(r["messages_per_s"]) for r in runs],
                 "cpu_us_per_message": summary([r["cpu_us_per_message"] for r in runs]),
             }
             if consumer != "hand16":
@@ -414,12 +442,16 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", default=[])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--plot", action="store_true", help="only draw the chart")
+    parser.add_argument("--cost", action="store_true", help="only measure adapting's cost")
     args = parser.parse_args()
     if args.command == "consume":
         if args.debug:  # the limit's changes, with their reasons, on stderr
             logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)d %(message)s")
             logging.getLogger("aiosqsq.consumer").setLevel(logging.DEBUG)
         print(json.dumps(asyncio.run(consume(args))))
+        return
+    if args.cost:
+        print(adapting_cost_us())
         return
     if args.plot:
         plot(json.loads(args.output.read_text()), args.output.with_suffix(".png"))
@@ -434,9 +466,11 @@ def main() -> None:
         "added_latency_ms_per_request": args.latency_ms,
         "load_average_1min": os.getloadavg()[0],
         "scenarios": report(results),
+        "adapting_cost": adapting_cost_us(),
     }
     args.output.write_text(json.dumps(data, indent=1) + "\n")
     print(describe(data))
+    print(f"adapting's own cost per message (µs of CPU): {data['adapting_cost']}")
     print(f"results: {args.output}")
 
 
