@@ -215,14 +215,16 @@ REACH = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
 
 
-def _in_shell(export_line: str, *args: str) -> subprocess.CompletedProcess[str]:
+def in_shell(
+    export_line: str, *args: str, stdin_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``aiosqsq ARGS`` in a new shell that ran ``export_line`` first, as a user would."""
     command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "aiosqsq", *args))
     return subprocess.run(
@@ -232,11 +234,12 @@ def _in_shell(export_line: str, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         env=cli_env(),
         check=False,
+        input=stdin_text,
     )
 
 
 def test_local_port_prints_what_another_shell_needs_to_send_to_the_worker(ledger: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         "LEDGER_PATH": str(ledger),
         "QUEUE_WAIT_TIME_SECONDS": "1",
@@ -247,7 +250,7 @@ def test_local_port_prints_what_another_shell_needs_to_send_to_the_worker(ledger
         (export_line,) = run.wait_for(r"^export ")
         reach = [line for line in run.output.splitlines() if line.startswith(("#", "export"))]
         assert reach == [REACH.format(port=port), EXPORT.format(port=port, queue="default")]
-        sent = _in_shell(export_line, "send", "default", "from another shell")
+        sent = in_shell(export_line, "send", "default", "from another shell")
         assert (sent.returncode, sent.stdout) == (0, "sent 1 message to default\n"), sent.stderr
         assert json.loads(wait_for_lines(ledger, 1)[0])["seq"] == "from another shell"
         run.send_signal(signal.SIGTERM)
@@ -269,14 +272,14 @@ def test_local_port_taken_is_a_configuration_error() -> None:
 
 
 def test_aiosqsq_local_serves_the_queues_for_send_and_stats_until_sigterm() -> None:
-    port = _free_port()
+    port = free_port()
     args = ("local", "ledger:app", "--app-dir", str(APPS_DIR), "--queue", "orders")
     with CliProcess(*args, "--port", str(port), env={"LEDGER_PATH": "/dev/null"}) as server:
         (export_line,) = server.wait_for(r"^export ")
         assert export_line == EXPORT.format(port=port, queue="default")
-        sent = _in_shell(export_line, "send", "orders", '{"id": 1}')
+        sent = in_shell(export_line, "send", "orders", '{"id": 1}')
         assert (sent.returncode, sent.stdout) == (0, "sent 1 message to orders\n"), sent.stderr
-        stats = _in_shell(export_line, "queues", "stats")
+        stats = in_shell(export_line, "queues", "stats")
         assert stats.returncode == 0, stats.stderr
         rows = [line.replace("│", " ").split() for line in stats.stdout.splitlines()[2:]]
         assert rows == [
@@ -302,7 +305,7 @@ def test_aiosqsq_local_without_an_app_serves_its_queues_and_stops_on_ctrl_c() ->
     with CliProcess("local", "--queue", "orders", "--queue", "audit") as server:
         (export_line,) = server.wait_for(r"^export ")
         assert export_line.endswith(" QUEUE_SQS_QUEUE_URL=orders")  # the first --queue
-        stats = _in_shell(export_line, "queues", "stats")
+        stats = in_shell(export_line, "queues", "stats")
         assert [line.split()[0] for line in stats.stdout.splitlines()[2:]] == [
             "audit",
             "audit-dlq",
