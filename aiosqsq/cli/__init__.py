@@ -1,10 +1,11 @@
 """The ``aiosqsq`` command: ``aiosqsq run MODULE:ATTRIBUTE`` (also ``python -m aiosqsq``),
-and the operator commands ``queues``, ``send`` and ``dlq``.
+the operator commands ``queues``, ``send`` and ``dlq``, and ``local`` (an SQS emulator).
 
 ``command`` declares the options and dispatches; ``worker`` runs one App in this process;
-``local`` serves ``run --local``. ``aiosqsq.exit_codes`` (what the exit status means, shared
-with the supervisor), ``aiosqsq.importer``, ``aiosqsq.logconfig`` and ``aiosqsq.supervisor``
-do the rest.
+``local`` serves ``run --local`` and ``local_command`` the ``aiosqsq local`` command (both on
+``local_server``); ``unknown_settings`` names the ``QUEUE_*`` variables nothing reads.
+``aiosqsq.exit_codes`` (what the exit status means, shared with the supervisor),
+``aiosqsq.importer``, ``aiosqsq.logconfig`` and ``aiosqsq.supervisor`` do the rest.
 
 The operator commands: ``queues`` (create, stats, purge), ``send_command``, ``dlq``
 (inspect, redrive), on what ``ops`` shares (settings, exit statuses, output) and

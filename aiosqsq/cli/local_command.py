@@ -10,6 +10,7 @@ queue of the printed ``export`` line (``QUEUE_SQS_QUEUE_URL``) is the app's, els
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import click
@@ -29,6 +30,8 @@ from aiosqsq.exit_codes import ExitCode, exit_for
 from aiosqsq.importer import AppLoadError, Target, load_app, parse_target
 from aiosqsq.logconfig import LEVELS, configure_logging
 from aiosqsq.settings import QueueSettings
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Target | None:
@@ -104,7 +107,13 @@ def local(
     except KeyboardInterrupt:
         code = ExitCode.OK
     finally:
-        stop_server(server)
+        # A second Ctrl-C (or a SIGTERM sent beside it) must not abort the stop half-way.
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _STOPS}
+        try:
+            stop_server(server)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     ctx.exit(int(code))
 
 
