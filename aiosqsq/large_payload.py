@@ -249,14 +249,21 @@ class LargePayloads:
         """``message`` with its payload in place of the pointer and the size attribute
         removed (for a message that :func:`is_pointer_message`).
 
-        Raises :class:`PayloadError` for a pointer that will never resolve: malformed, a
-        size over ``max_bytes`` (not loaded), a missing or denied object, a size that does
-        not match the attribute, a payload that is not UTF-8. Returns None for a missing
+        Raises :class:`PayloadError` for a pointer that will never resolve: malformed, to
+        another bucket than ours (a queue's senders choose the pointers: aiosqsq reads
+        only its own bucket), a size over ``max_bytes`` (not loaded), a missing or denied
+        object, a size that does not match the attribute, a payload that is not UTF-8. Returns None for a missing
         object when ``ignore_missing`` is set (the message is then deleted unhandled).
         Throttling and network errors propagate (the message is retried).
         """
         size = claimed_size(message.message_attributes)
         pointer = parse_pointer(message.body)
+        if pointer.bucket != self.bucket:
+            raise _bad(
+                "PayloadPointerError",
+                f"the pointer names bucket {_shown(pointer.bucket)}, not "
+                f"QUEUE_LARGE_PAYLOAD_BUCKET ({_shown(self.bucket)}): not read",
+            )
         if size > self.max_bytes:
             raise _bad(
                 "PayloadTooLarge",
@@ -316,9 +323,10 @@ class LargePayloads:
 
     async def delete_objects(self, messages: Sequence[QueueMessage]) -> None:
         """Delete the objects of pointer messages that were deleted from their queue, in
-        DeleteObjects requests of up to 1,000 keys per bucket. Never raises: a failure is
-        logged and counted in ``delete_failures``, and not retried (the object stays, an
-        orphan a bucket lifecycle rule can expire)."""
+        DeleteObjects requests of up to 1,000 keys: only in the bucket and under the prefix
+        configured (a queue's senders choose the pointers; they choose nothing else).
+        Never raises: a failure is logged and counted in ``delete_failures``, and not
+        retried (the object stays, an orphan a bucket lifecycle rule can expire)."""
         keys: dict[str, list[str]] = defaultdict(list)
         for message in messages:
             if not is_pointer_message(message.message_attributes):
@@ -327,7 +335,8 @@ class LargePayloads:
                 pointer = parse_pointer(message.body)
             except PayloadError:
                 continue  # nothing of ours to delete
-            keys[pointer.bucket].append(pointer.key)
+            if pointer.bucket == self.bucket and pointer.key.startswith(self.prefix):
+                keys[pointer.bucket].append(pointer.key)
         for bucket, bucket_keys in keys.items():
             for start in range(0, len(bucket_keys), MAX_DELETE_KEYS):
                 chunk = bucket_keys[start : start + MAX_DELETE_KEYS]

@@ -1,5 +1,6 @@
 """An HTTP proxy on 127.0.0.1 in front of moto's S3, for the faults S3 itself would give:
-``deny`` answers every GET or HEAD in the named buckets with S3's 403 AccessDenied, and
+``deny`` answers every GET or HEAD of a path under the given ``bucket/prefix`` strings
+with S3's 403 AccessDenied, and
 ``hold_deletes`` holds each DeleteObjects request unanswered (``delete_held`` is set once
 one arrives) until :meth:`S3Proxy.close`, ``fail_deletes`` answers each with a 500
 (``delete_requests`` counts them), and ``fail_gets`` answers that many GetObject requests
@@ -42,7 +43,7 @@ class S3Proxy:
         self.delete_held = threading.Event()
         self.delete_requests = 0
         self._release = threading.Event()
-        denied = {f"/{bucket}" for bucket in deny}
+        denied = tuple(f"/{where}" for where in deny)
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -50,8 +51,7 @@ class S3Proxy:
 
             def _handle(self) -> None:
                 body = self._body()
-                bucket = "/" + self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
-                if self.command in ("GET", "HEAD") and bucket in denied:
+                if self.command in ("GET", "HEAD") and denied and self.path.startswith(denied):
                     self._answer(403, _DENIED)
                     return
                 if self.command == "GET" and proxy.gets_failed < fail_gets:

@@ -14,7 +14,9 @@ import pytest
 from pydantic import BaseModel
 
 from aiosqsq import App, Message, QueueSettings
+from aiosqsq.backends.base import SendEntry
 from aiosqsq.backends.object_store import MemoryObjectStore
+from aiosqsq.large_payload import PayloadPointer
 from aiosqsq.service import QueueService
 from aiosqsq.testing import AppTester, error_of
 from tests.cli.conftest import MotoQueues
@@ -65,6 +67,26 @@ async def test_only_objects_of_deleted_messages_are_removed(cleanup: bool) -> No
     assert kept == (["1", "not a number"] if cleanup else ["0", "1", "not a number"])
     dead = await tester.dead_letters("orders")
     assert all(m.message_attributes["ExtendedPayloadSize"] for m in dead)  # still pointers
+
+
+async def test_cleanup_deletes_only_under_its_prefix() -> None:
+    app, store = memory_app(large_payload_cleanup=True, large_payload_prefix="p/")
+    handled: list[int] = []
+
+    @app.handler("orders")
+    async def handle(order: Order) -> None:
+        handled.append(order.id)
+
+    tester = AppTester(app)
+    await tester.send({"id": 1}, "orders")  # stored under p/
+    store.objects["mem", "elsewhere"] = b'{"id": 2}'  # a sender's pointer outside it
+    pointer = PayloadPointer("mem", "elsewhere").body()
+    size = {"ExtendedPayloadSize": {"DataType": "Number", "StringValue": "9"}}
+    url = await app.service.queue_url("orders")
+    await app.service.backend.send_batch(url, [SendEntry("0", pointer, message_attributes=size)])
+    await tester.drain()
+    assert sorted(handled) == [1, 2]
+    assert list(store.objects) == [("mem", "elsewhere")]  # read, handled, never deleted
 
 
 @pytest.mark.parametrize("ignore", [False, True])

@@ -133,8 +133,9 @@ def test_every_bad_pointer_goes_to_the_dead_letter_queue_with_its_reason(
     dlq_url = moto_queues.info(url).dead_letter_queue_url
     assert dlq_url is not None
     bucket.put("present", b'{"id": 1}')
-    locked = MotoBucket(moto_endpoint)  # readable by nobody through the proxy
-    locked.put("k", b'{"id": 2}')
+    bucket.put("locked/k", b'{"id": 2}')  # readable by nobody through the proxy
+    other = MotoBucket(moto_endpoint)  # readable, but not the consumer's bucket
+    other.put("k", b'{"id": 3}')
     cases = {
         "missing": (_pointer(bucket.name, "gone"), _size("ExtendedPayloadSize", 9),
                     f"PayloadObjectMissing: large payload: 's3://{bucket.name}/gone' does not "
@@ -153,9 +154,13 @@ def test_every_bad_pointer_goes_to_the_dead_letter_queue_with_its_reason(
         "size-lies-high": (_pointer(bucket.name, "present"), _size("ExtendedPayloadSize", 99),
                            f"PayloadSizeMismatch: large payload: 's3://{bucket.name}/present' has "
                            "9 bytes; its size attribute states 99"),
-        "denied": (_pointer(locked.name, "k"), _size("ExtendedPayloadSize", 9),
-                   f"PayloadObjectDenied: large payload: reading 's3://{locked.name}/k' was "
-                   "denied (AccessDenied)"),
+        "denied": (_pointer(bucket.name, "locked/k"), _size("ExtendedPayloadSize", 9),
+                   f"PayloadObjectDenied: large payload: reading 's3://{bucket.name}/locked/k' "
+                   "was denied (AccessDenied)"),
+        "another-bucket": (_pointer(other.name, "k"), _size("ExtendedPayloadSize", 9),
+                           f"PayloadPointerError: large payload: the pointer names bucket "
+                           f"'{other.name}', not QUEUE_LARGE_PAYLOAD_BUCKET ('{bucket.name}'): "
+                           "not read"),
         "over-the-maximum": (_pointer(bucket.name, "present"), _size("ExtendedPayloadSize", 10**9),
                              "PayloadTooLarge: large payload: the payload of 1000000000 bytes is "
                              "over QUEUE_LARGE_PAYLOAD_MAX_BYTES (67108864): not loaded"),
@@ -165,13 +170,13 @@ def test_every_bad_pointer_goes_to_the_dead_letter_queue_with_its_reason(
         for i, (body, attributes, _) in enumerate(cases.values())
     ]
     moto_queues.send_entries(url, entries)
-    proxy = S3Proxy(moto_endpoint, deny=[locked.name])
+    proxy = S3Proxy(moto_endpoint, deny=[f"{bucket.name}/locked/"])
     try:
         env = worker_env(sqs_env, url, bucket, ledger, proxy.endpoint_url)
         result = run_cli("run", "payload_ledger:app", "--burst", "--app-dir", APPS, env=env)
     finally:
         proxy.close()
-        locked.remove()
+        other.remove()
     assert result.returncode == ExitCode.OK, result.stderr
     assert ledger_lines(ledger) == []  # no handler saw any of them
     dead = moto_queues.receive_all(dlq_url)
@@ -184,5 +189,5 @@ def test_every_bad_pointer_goes_to_the_dead_letter_queue_with_its_reason(
     }
     expected = {i: (reason, 1) for i, (_, _, reason) in enumerate(cases.values())}
     assert reasons == expected  # each moved on its first receive: no loop
-    assert bucket.keys() == ["present"]  # dead-lettered messages keep their objects
+    assert bucket.keys() == ["locked/k", "present"]  # dead-lettered messages keep objects
     assert "Traceback" not in result.stderr
