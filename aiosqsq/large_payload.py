@@ -252,8 +252,9 @@ class LargePayloads:
         Raises :class:`PayloadError` for a pointer that will never resolve: malformed, to
         another bucket than ours (a queue's senders choose the pointers: aiosqsq reads
         only its own bucket), a size over ``max_bytes`` (not loaded), a missing or denied
-        object, a size that does not match the attribute, a payload that is not UTF-8. Returns None for a missing
-        object when ``ignore_missing`` is set (the message is then deleted unhandled).
+        object, a size that does not match the attribute, a payload that is not UTF-8.
+        Returns None for a missing object when ``ignore_missing`` is set (the message is
+        then deleted unhandled).
         Throttling and network errors propagate (the message is retried).
         """
         size = claimed_size(message.message_attributes)
