@@ -195,10 +195,11 @@ class Tracing:
             raise
         except BaseException as exc:
             error_type = _error_type(exc)
-            if isinstance(exc, Exception):
-                span.record_exception(exc)
-            span.set_attribute("error.type", error_type)
-            span.set_status(StatusCode.ERROR, error_type)
+            if span.is_recording():  # not ended by a fate decided meanwhile (a release)
+                if isinstance(exc, Exception):
+                    span.record_exception(exc)
+                span.set_attribute("error.type", error_type)
+                span.set_status(StatusCode.ERROR, error_type)
             raise
         finally:
             otel_context.detach(token)
