@@ -45,6 +45,7 @@ from aiosqsq.backends.object_store import (
     ObjectStore,
     ObjectTooLargeError,
     create_object_store,
+    is_loopback_url,
 )
 from aiosqsq.codec import PayloadError
 from aiosqsq.errors import AccessError, BackendError, PayloadTooLargeError
@@ -160,15 +161,20 @@ class LargePayloads:
     @classmethod
     def from_settings(cls, settings: QueueSettings, backend: QueueBackend) -> LargePayloads | None:
         """The policy ``settings`` ask for, storing where ``backend`` connects (S3 for the
-        SQS backend, with its credentials and region); None when no bucket is set."""
+        SQS backend, with its credentials and region; at QUEUE_S3_ENDPOINT_URL, else at
+        a loopback QUEUE_SQS_ENDPOINT_URL, else AWS); None when no bucket is set."""
         if not settings.large_payload_bucket:
             return None
         region = getattr(backend, "region", None)
+        endpoint = settings.s3_endpoint_url
+        local = settings.sqs_endpoint_url
+        if endpoint is None and local is not None and is_loopback_url(local):
+            endpoint = local  # moto and LocalStack serve S3 on the same port (run --local)
         store = create_object_store(
             settings.backend,
             settings.sqs_config(),
             region=region if isinstance(region, str) else settings.aws_region,
-            endpoint_url=settings.s3_endpoint_url,
+            endpoint_url=endpoint,
         )
         return cls(
             store,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
+from urllib.parse import urlsplit
 
 from aiosqsq.backends.sqs_config import SQSConfig
 from aiosqsq.errors import BackendError
@@ -106,6 +107,12 @@ class MemoryObjectStore:
         if data is None:
             raise ObjectNotFoundError("NoSuchKey", f"s3://{bucket}/{key} does not exist")
         return data
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def create_object_store(

@@ -24,6 +24,7 @@ from aiosqsq.backends.object_store import (
     DeleteFailure,
     ObjectNotFoundError,
     ObjectTooLargeError,
+    is_loopback_url,
 )
 from aiosqsq.backends.sqs_config import SQSConfig
 from aiosqsq.errors import AccessError, BackendError, ConfigurationError
@@ -207,8 +208,9 @@ def checked_endpoint(url: str | None) -> str | None:
             "QUEUE_S3_ENDPOINT_URL is invalid (value hidden): it must not contain a user name "
             "or password"
         )
-    loopback = parts.hostname in ("localhost", "::1") or (parts.hostname or "").startswith("127.")
-    if parts.scheme not in ("http", "https") or (parts.scheme == "http" and not loopback):
+    if parts.scheme not in ("http", "https") or (
+        parts.scheme == "http" and not is_loopback_url(url)
+    ):
         raise ConfigurationError(
             f"QUEUE_S3_ENDPOINT_URL={url!r} is invalid: expected an https URL, or http on a "
             "loopback host such as http://127.0.0.1:5000"

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from aiosqsq import App, Message, QueueSettings
-from aiosqsq.backends.base import SendEntry
+from aiosqsq.backends.base import MessageAttributes, SendEntry
 from aiosqsq.backends.object_store import MemoryObjectStore
 from aiosqsq.large_payload import PayloadPointer
 from aiosqsq.service import QueueService
@@ -81,7 +81,7 @@ async def test_cleanup_deletes_only_under_its_prefix() -> None:
     await tester.send({"id": 1}, "orders")  # stored under p/
     store.objects["mem", "elsewhere"] = b'{"id": 2}'  # a sender's pointer outside it
     pointer = PayloadPointer("mem", "elsewhere").body()
-    size = {"ExtendedPayloadSize": {"DataType": "Number", "StringValue": "9"}}
+    size: MessageAttributes = {"ExtendedPayloadSize": {"DataType": "Number", "StringValue": "9"}}
     url = await app.service.queue_url("orders")
     await app.service.backend.send_batch(url, [SendEntry("0", pointer, message_attributes=size)])
     await tester.drain()

@@ -74,7 +74,11 @@ async def test_the_legacy_attribute_name_by_setting(
     large_settings: QueueSettings, bucket: MotoBucket
 ) -> None:
     settings = large_settings.model_copy(
-        update={"large_payload_size_attribute": "SQSLargePayloadSize", "large_payload_always": True}
+        update={
+            "large_payload_size_attribute": "SQSLargePayloadSize",
+            "large_payload_always": True,
+            "s3_endpoint_url": None,  # a loopback SQS endpoint serves S3 too (run --local)
+        }
     )
     async with QueueService(settings) as service:
         url = await service.backend.create_queue("lp-legacy")
