@@ -160,3 +160,25 @@ async def test_a_lost_lease_is_counted_and_leaves_nothing_in_flight() -> None:
     assert value(registry, "aiosqsq_messages_processed_total", queue="jobs", handler=name,
                  outcome="lease_lost") == 1  # fmt: skip
     assert value(registry, "aiosqsq_messages_in_flight", queue="jobs") == 0
+
+
+async def test_heartbeat_extensions_are_counted_per_queue() -> None:
+    backend = MemoryBackend()
+    await make_queue(backend, "jobs", visibility_timeout_s=2)
+    app = make_app(backend, queue_stats_interval=0)
+    registry = CollectorRegistry()
+    instrument(app, registry=registry)
+
+    def extensions() -> int:
+        return sum(stats.heartbeats_sent for stats in app.consumer_statistics().values())
+
+    @app.handler()
+    async def long_job(payload: str) -> None:
+        with anyio.fail_after(slow(10)):  # held past half its visibility: extended
+            while extensions() < 2:
+                await anyio.sleep(0.05)
+
+    await app.send("x")
+    await AppTester(app, backend=backend).drain()
+    counted = value(registry, "aiosqsq_visibility_extensions_total", queue="jobs")
+    assert counted == extensions() >= 2
