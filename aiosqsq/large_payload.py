@@ -113,7 +113,7 @@ def claimed_size(attributes: MessageAttributes) -> int:
     not a whole number of bytes."""
     name = SIZE_ATTRIBUTE if SIZE_ATTRIBUTE in attributes else LEGACY_SIZE_ATTRIBUTE
     text = attributes[name].get("StringValue", "")
-    if not text.isdigit() or len(text) > 15:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:  # "²".isdigit() too
         raise _bad("PayloadPointerError", f"the {name} attribute is not a whole number of bytes")
     return int(text)
 

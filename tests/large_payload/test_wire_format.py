@@ -74,7 +74,7 @@ def test_either_attribute_name_marks_a_pointer() -> None:
     assert claimed_size({"SQSLargePayloadSize": number}) == 12
 
 
-@pytest.mark.parametrize("value", ["-1", "1.5", "", "1e9", "9" * 16])
+@pytest.mark.parametrize("value", ["-1", "1.5", "", "1e9", "9" * 16, "\u00b2", "\u0663"])
 def test_a_size_that_is_not_a_whole_number_of_bytes_is_refused(value: str) -> None:
     attributes: MessageAttributes = {
         "ExtendedPayloadSize": {"DataType": "Number", "StringValue": value}
