@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -19,6 +20,8 @@ from aiosqsq.exit_codes import ExitCode
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import APPS_DIR, CliProcess, wait_for_lines
 from tests.helpers import slow
+
+OWN_APPS = Path(__file__).parent / "apps"
 
 
 def free_port() -> int:
@@ -103,5 +106,37 @@ def test_two_workers_metrics_and_probes_match_the_ledger(
         assert total(found, "aiosqsq_sqs_requests_total", operation="ReceiveMessage") > 0
         wait_until(lambda: total(samples(port), "aiosqsq_messages_in_flight", queue=name) == 0)
         wait_until(lambda: get(port, "/livez")[0] == 200)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait() == ExitCode.OK
+
+
+def test_a_worker_blocking_its_loop_turns_the_supervisors_livez_red(
+    sqs_env: dict[str, str], moto_queues: MotoQueues
+) -> None:
+    url = moto_queues.create()
+    port = free_port()
+    env = {
+        **sqs_env,
+        "QUEUE_SQS_QUEUE_URL": url,
+        "QUEUE_LIVENESS_TIMEOUT": str(slow(2)),
+        "BLOCK_S": str(slow(2) * 4),
+    }
+    with CliProcess(
+        "run", "blocking_app:app", "--workers", "2", "--app-dir", str(OWN_APPS),
+        "--http-port", str(port), env=env,
+    ) as run:  # fmt: skip
+        wait_until(lambda: get(port, "/readyz")[0] == 200)
+        assert get(port, "/livez") == (200, "ok\n")
+        moto_queues.send(url, ["block"])
+        reasons: list[str] = []
+
+        def red() -> bool:
+            status, body = get(port, "/livez")
+            reasons.append(body)
+            return status == 503
+
+        wait_until(red)
+        assert re.fullmatch(r"worker pid \d+ has not reported for \d+\.\d s\n", reasons[-1])
+        wait_until(lambda: get(port, "/livez")[0] == 200)  # the loop runs again
         run.send_signal(signal.SIGTERM)
         assert run.wait() == ExitCode.OK
