@@ -117,8 +117,8 @@ def test_sending_to_a_missing_queue(sqs_env: dict[str, str]) -> None:
     result = run_cli("send", name, "hello", env=sqs_env)
     assert result.returncode == ExitCode.QUEUE_ACCESS_LOST
     assert result.stderr.splitlines() == [
-        f"Error: AWS.SimpleQueueService.NonExistentQueue: queue {name!r} does not exist: "
-        "create it or check the name, region and account"
+        f"Error: AWS.SimpleQueueService.NonExistentQueue: queue {name!r} does not exist "
+        "(sqs:GetQueueUrl refused): create it or check the name, region and account"
     ]
 
 
