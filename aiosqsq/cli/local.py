@@ -131,10 +131,18 @@ def reach_lines(endpoint_url: str, default_queue: str) -> list[str]:
 
 
 def print_reach_lines(endpoint_url: str, default_queue: str) -> None:
-    """Print :func:`reach_lines` on standard error, not through logging: a user who runs
-    at ``--log-level warning`` needs them as much as anyone."""
-    for line in reach_lines(endpoint_url, default_queue):
-        click.echo(line, err=True)
+    """Print :func:`reach_lines` on standard error whatever the log level: a user who runs
+    at ``--log-level warning`` needs them as much as anyone. As they are, to be pasted;
+    with ``QUEUE_LOG_FORMAT=json``, as one log object each (the log stays JSON lines)."""
+    lines = reach_lines(endpoint_url, default_queue)
+    if os.environ.get("QUEUE_LOG_FORMAT") != "json":
+        for line in lines:
+            click.echo(line, err=True)
+        return
+    for line in lines:  # through the handlers, past the level (only loggers filter by it)
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (line,), None)
+        for handler in logging.getLogger().handlers:
+            handler.handle(record)
 
 
 def _name(queue: str) -> str:

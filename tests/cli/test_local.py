@@ -326,3 +326,15 @@ def test_aiosqsq_local_reports_an_app_it_cannot_load() -> None:
     assert [r.level for r in lines].count("ERROR") == 1
     assert lines[-1].message == "local SQS server stopped: its queues and messages are gone"
     assert "export " not in result.stderr
+
+
+def test_local_export_line_under_json_logs_is_a_json_object_at_any_level() -> None:
+    port = free_port()
+    args = ("run", "memapp:app", "--local", "--local-port", str(port), "--burst")
+    result = run_cli(*args, "--log-format", "json", "--log-level", "error")
+    assert result.returncode == ExitCode.OK, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("aiosqsq.cli", REACH.format(port=port)),
+        ("aiosqsq.cli", EXPORT.format(port=port, queue="default")),
+    ]
