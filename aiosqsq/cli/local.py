@@ -63,7 +63,9 @@ def run_locally(
         code = _create_queues(target, server.endpoint_url, app_dir=app_dir, factory=factory)
         if code is not None:
             return code
-        print_reach_lines(server.endpoint_url, default_queue)
+        # run's options are in the environment (aiosqsq.cli.command): --log-format's too
+        json_logs = os.environ.get("QUEUE_LOG_FORMAT") == "json"
+        print_reach_lines(server.endpoint_url, default_queue, json_logs=json_logs)
         return run()
     except KeyboardInterrupt:
         logger.info("interrupted while starting: nothing was consumed")
@@ -130,12 +132,12 @@ def reach_lines(endpoint_url: str, default_queue: str) -> list[str]:
     ]
 
 
-def print_reach_lines(endpoint_url: str, default_queue: str) -> None:
+def print_reach_lines(endpoint_url: str, default_queue: str, *, json_logs: bool) -> None:
     """Print :func:`reach_lines` on standard error whatever the log level: a user who runs
     at ``--log-level warning`` needs them as much as anyone. As they are, to be pasted;
-    with ``QUEUE_LOG_FORMAT=json``, as one log object each (the log stays JSON lines)."""
+    with ``json_logs``, as one log object each (the log stays JSON lines)."""
     lines = reach_lines(endpoint_url, default_queue)
-    if os.environ.get("QUEUE_LOG_FORMAT") != "json":
+    if not json_logs:
         for line in lines:
             click.echo(line, err=True)
         return

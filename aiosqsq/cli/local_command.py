@@ -139,7 +139,7 @@ def _serve(
         return ExitCode.APP_NOT_LOADED
     except (ConfigurationError, BackendError) as exc:
         return exit_for(exc, logger)
-    print_reach_lines(endpoint_url, default_queue)
+    print_reach_lines(endpoint_url, default_queue, json_logs=False)  # its logs are text
     logger.info("serving until SIGINT or SIGTERM (Ctrl-C)")
     threading.Event().wait()  # a signal's KeyboardInterrupt ends it
     return ExitCode.OK  # pragma: no cover - the wait never returns

@@ -302,7 +302,8 @@ def test_aiosqsq_local_serves_the_queues_for_send_and_stats_until_sigterm() -> N
 
 
 def test_aiosqsq_local_without_an_app_serves_its_queues_and_stops_on_ctrl_c() -> None:
-    with CliProcess("local", "--queue", "orders", "--queue", "audit") as server:
+    env = {"QUEUE_LOG_FORMAT": "json"}  # for aiosqsq run: local's lines stay pasteable
+    with CliProcess("local", "--queue", "orders", "--queue", "audit", env=env) as server:
         (export_line,) = server.wait_for(r"^export ")
         assert export_line.endswith(" QUEUE_SQS_QUEUE_URL=orders")  # the first --queue
         stats = in_shell(export_line, "queues", "stats")
