@@ -72,6 +72,7 @@ def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Ta
 @click.option(
     "--log-level",
     envvar="QUEUE_LOG_LEVEL",
+    show_envvar=True,
     default="info",
     show_default=True,
     type=click.Choice(LEVELS, case_sensitive=False),
