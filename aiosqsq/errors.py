@@ -13,7 +13,9 @@ The tree::
     └── BackendError             a queue operation failed as a whole (carries the SQS error code)
         ├── QueueNotFoundError   the queue does not exist
         ├── AccessError          access denied, or the credentials are invalid or expired
-        └── BatchRequestError    a whole batch request was rejected
+        ├── BatchRequestError    a whole batch request was rejected
+        ├── ObjectNotFoundError  a large payload's S3 object does not exist
+        └── ObjectTooLargeError  a large payload's S3 object is over the configured maximum
 
     Retry                        not an error: a handler's way to ask for "again, later"
 

@@ -236,8 +236,8 @@ async def test_missing_queue_is_named(backend: SQSBackend, moto_endpoint: str) -
         await backend.get_queue_url("no-such-queue")
     assert caught.value.queue == "no-such-queue"
     assert str(caught.value) == (
-        "AWS.SimpleQueueService.NonExistentQueue: queue 'no-such-queue' does not exist: "
-        "create it or check the name, region and account"
+        "AWS.SimpleQueueService.NonExistentQueue: queue 'no-such-queue' does not exist "
+        "(sqs:GetQueueUrl refused): create it or check the name, region and account"
     )
     missing_url = f"{moto_endpoint}/123456789012/no-such-queue"
     for call in (
