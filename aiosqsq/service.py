@@ -28,6 +28,7 @@ from aiosqsq.backends.base import (
 )
 from aiosqsq.backends.limits import pack
 from aiosqsq.backends.provisioning import create_with_dead_letter_queue
+from aiosqsq.backends.queue_address import is_queue_url, queue_name
 from aiosqsq.codec import encode
 from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
 from aiosqsq.large_payload import USER_ATTRIBUTES, LargePayloads
@@ -93,7 +94,7 @@ class QueueService:
                     raise
                 # an SQS URL on the memory backend (a test of an SQS app): its queue name
                 url = await self._create_memory_queue(
-                    name.rsplit("/", 1)[-1] if _is_url(name) else name
+                    queue_name(name) if is_queue_url(name) else name
                 )
             self._remember(name, url)
         return url
@@ -111,7 +112,7 @@ class QueueService:
         starts with one call instead of two.
         """
         name = queue or self.settings.default_queue
-        if name not in self._urls and self.settings.backend != "memory" and _is_url(name):
+        if name not in self._urls and self.settings.backend != "memory" and is_queue_url(name):
             info = await self.backend.get_queue_info(name)
             self._remember(name, name)
             return info
@@ -299,7 +300,3 @@ def _raise_first(failed: Sequence[Any], action: str, message: QueueMessage) -> N
         raise BackendError(
             failure.code, f"{action} of message {message.message_id} failed: {failure.message}"
         )
-
-
-def _is_url(queue: str) -> bool:
-    return queue.startswith(("https://", "http://"))

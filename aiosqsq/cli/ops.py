@@ -142,11 +142,6 @@ def progress_bar() -> Progress:
     )
 
 
-def queue_name(url: str) -> str:
-    """The queue name at the end of a queue URL (a name is returned as it is)."""
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
 def chunks(items: Sequence[T], size: int = 10) -> Iterable[Sequence[T]]:
     """``items`` in slices of ``size``: SQS caps a batch at 10 entries."""
     return (items[start : start + size] for start in range(0, len(items), size))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from rich.table import Table
 
-from aiosqsq.cli.ops import queue_name
+from aiosqsq.backends.queue_address import queue_name
 
 if TYPE_CHECKING:
     from aiosqsq.backends.sqs_admin import SQSAdmin

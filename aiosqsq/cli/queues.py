@@ -19,7 +19,8 @@ from aiosqsq.backends.provisioning import (
     dead_letter_queue_name,
     redrive_policy,
 )
-from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, out, queue_name, run_operation
+from aiosqsq.backends.queue_address import queue_name
+from aiosqsq.cli.ops import EXIT_CODES, INCOMPLETE, count, fail, out, run_operation
 from aiosqsq.cli.queue_stats import AGE_COST, QueueStats, read_stats, table
 from aiosqsq.errors import BackendError, QueueNotFoundError
 from aiosqsq.exit_codes import ExitCode

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from aiosqsq import App, HandlerSignatureError, Message, StartupError
+from aiosqsq import (
+    App,
+    HandlerSignatureError,
+    Message,
+    QueueNotFoundError,
+    QueueSettings,
+    StartupError,
+)
 from aiosqsq.backends.base import QueueMessage
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.testing import AppTester
@@ -162,3 +169,24 @@ async def test_a_parameter_of_the_yielded_type_alone_is_a_resource_not_the_paylo
     await AppTester(app).drain()
     assert len(got) == 1
     assert isinstance(got[0], Resources)
+
+
+
+async def test_async_with_raises_the_same_error_as_run(
+    sqs_settings: QueueSettings, moto_endpoint: str
+) -> None:
+    """Not a nested ExceptionGroup: the one error that stopped consuming."""
+    missing = f"{moto_endpoint}/123456789012/missing-queue"
+
+    async def handle(payload: str) -> None: ...
+
+    run_app = App(sqs_settings.model_copy(update={"sqs_queue_url": missing}))
+    run_app.handler(handle)
+    with pytest.raises(QueueNotFoundError) as by_run:
+        await run_app.run(handle_signals=False)
+    with_app = App(sqs_settings.model_copy(update={"sqs_queue_url": missing}))
+    with_app.handler(handle)
+    with pytest.raises(QueueNotFoundError) as by_with:
+        async with with_app:
+            pass
+    assert str(by_with.value) == str(by_run.value)
