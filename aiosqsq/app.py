@@ -316,10 +316,12 @@ class App:
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        offload: bool | None = None,
     ) -> str:
         """Send ``payload`` (str and bytes as is, anything else as JSON); return the
         MessageId. FIFO queues need ``group_id`` (and ``deduplication_id`` unless the
-        queue deduplicates by content). Send middleware runs first."""
+        queue deduplicates by content). Send middleware runs first. With large payloads
+        on, ``offload`` True or False overrides the threshold for this send."""
         self._warn_if_in_memory()
         with sending(self, queue, 1) as traced:  # a PRODUCER span, its context added
             attributes = traced(await self._outgoing(payload, queue, delay_s, attributes, group_id))
@@ -330,6 +332,7 @@ class App:
                 attributes=attributes,
                 group_id=group_id,
                 deduplication_id=deduplication_id,
+                offload=offload,
             )
 
     async def send_batch(
@@ -340,9 +343,11 @@ class App:
         delay_s: int = 0,
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
+        offload: bool | None = None,
     ) -> list[str]:
         """Send many payloads in batches of up to 10 and 1 MiB; return their MessageIds
-        in order. With send middleware, each message may carry attributes of its own."""
+        in order. With send middleware, each message may carry attributes of its own;
+        ``offload`` as for :meth:`send`."""
         self._warn_if_in_memory()
         with sending(self, queue, len(payloads)) as traced:  # one PRODUCER span per call
             if not self._send_middleware:
@@ -352,13 +357,19 @@ class App:
                     delay_s=delay_s,
                     attributes=traced(attributes),
                     group_id=group_id,
+                    offload=offload,
                 )
             each = [  # per message: middleware may give each attributes of its own
                 traced(await self._outgoing(payload, queue, delay_s, attributes, group_id))
                 for payload in payloads
             ]
             return await self.service.enqueue_batch(
-                payloads, queue, delay_s=delay_s, group_id=group_id, each_attributes=each
+                payloads,
+                queue,
+                delay_s=delay_s,
+                group_id=group_id,
+                each_attributes=each,
+                offload=offload,
             )
 
     async def _outgoing(

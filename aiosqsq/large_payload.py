@@ -200,17 +200,23 @@ class LargePayloads:
 
     # -- producing ----------------------------------------------------------------------
 
-    async def offload(self, entry: SendEntry) -> SendEntry:
-        """``entry`` as it is, or, when its body and attributes are over the threshold (or
-        always), with its body put in the bucket and replaced by a pointer.
+    def wants(self, entry: SendEntry, offload: bool | None = None) -> bool:
+        """Whether ``entry`` goes to S3: ``offload`` (a send's own choice) when given,
+        else QUEUE_LARGE_PAYLOAD_ALWAYS or its size over the threshold."""
+        if offload is not None:
+            return offload
+        return self.always or message_size(entry.body, entry.message_attributes) > (self.threshold)
+
+    async def offload(self, entry: SendEntry, offload: bool | None = None) -> SendEntry:
+        """``entry`` as it is, or, when :meth:`wants` it, with its body put in the bucket
+        and replaced by a pointer.
 
         Raises :class:`PayloadTooLargeError` for a body over ``max_bytes`` (no consumer
         would load it) or a pointer message still over SQS's 1 MiB (its attributes), and
         :class:`~aiosqsq.errors.BackendError` if the PUT fails.
         """
-        size = message_size(entry.body, entry.message_attributes)
-        if not self.always and size <= self.threshold:
-            return entry
+        if not self.wants(entry, offload):
+            return _inline(entry)
         data = entry.body.encode("utf-8", "surrogatepass")
         if len(data) > self.max_bytes:
             raise PayloadTooLargeError(
@@ -232,21 +238,23 @@ class LargePayloads:
             )
         return replace(entry, body=body, message_attributes=attributes)
 
-    async def offload_all(self, entries: Sequence[SendEntry]) -> list[SendEntry]:
+    async def offload_all(
+        self, entries: Sequence[SendEntry], offload: bool | None = None
+    ) -> list[SendEntry]:
         """:meth:`offload` for each entry, up to 8 PUTs at once; in order."""
         done: list[SendEntry | None] = list(entries)
         limiter = anyio.CapacityLimiter(_PARALLEL_PUTS)
 
         async def one(index: int, entry: SendEntry) -> None:
             async with limiter:
-                done[index] = await self.offload(entry)
+                done[index] = await self.offload(entry, True)
 
         async with anyio.create_task_group() as task_group:
             for index, entry in enumerate(entries):
-                if self.always or message_size(entry.body, entry.message_attributes) > (
-                    self.threshold
-                ):
+                if self.wants(entry, offload):
                     task_group.start_soon(one, index, entry)
+                else:
+                    _inline(entry)
         return [entry for entry in done if entry is not None]
 
     # -- consuming ----------------------------------------------------------------------
@@ -404,6 +412,18 @@ async def describe_pointer(store: ObjectStore, message: QueueMessage) -> Pointer
     except BackendError as exc:
         return PointerInfo(str(pointer), None, f"cannot read the object's size ({exc.code})")
     return PointerInfo(str(pointer), size, None)
+
+
+def _inline(entry: SendEntry) -> SendEntry:
+    """``entry`` kept in SQS: it must fit SQS's 1 MiB. Raises PayloadTooLargeError."""
+    size = message_size(entry.body, entry.message_attributes)
+    if size > MAX_MESSAGE_BYTES:
+        raise PayloadTooLargeError(
+            f"message of {size} bytes (body and attributes) is over SQS's limit of "
+            f"{MAX_MESSAGE_BYTES} bytes and is not offloaded (offload=False, or under "
+            "QUEUE_LARGE_PAYLOAD_THRESHOLD)"
+        )
+    return entry
 
 
 def _bad(error_class: str, reason: str) -> PayloadError:

@@ -30,7 +30,12 @@ from aiosqsq.backends.limits import pack
 from aiosqsq.backends.provisioning import create_with_dead_letter_queue
 from aiosqsq.backends.queue_address import is_queue_url, queue_name
 from aiosqsq.codec import encode
-from aiosqsq.errors import BackendError, PayloadTooLargeError, QueueNotFoundError
+from aiosqsq.errors import (
+    BackendError,
+    ConfigurationError,
+    PayloadTooLargeError,
+    QueueNotFoundError,
+)
 from aiosqsq.large_payload import USER_ATTRIBUTES, LargePayloads
 from aiosqsq.producer import Producer
 from aiosqsq.settings import QueueSettings
@@ -133,17 +138,22 @@ class QueueService:
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        offload: bool | None = None,
     ) -> str:
         """Send one message; return its MessageId.
 
         Concurrent calls are coalesced into SendMessageBatch requests (see
-        :mod:`aiosqsq.producer`). Raises :class:`~aiosqsq.errors.PayloadTooLargeError`
-        before sending if the message is over 1 MiB, and
-        :class:`~aiosqsq.errors.BackendError` if SQS refuses it.
+        :mod:`aiosqsq.producer`). With large payloads on (QUEUE_LARGE_PAYLOAD_BUCKET), a
+        body over the threshold goes to S3; ``offload`` True or False decides for this
+        send instead. Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before
+        sending if the message is over 1 MiB (and not offloaded),
+        :class:`~aiosqsq.errors.ConfigurationError` for ``offload=True`` without a
+        bucket, and :class:`~aiosqsq.errors.BackendError` if SQS refuses it.
         """
+        self._check_offload(offload)
         entry = self._entry(payload, delay_s, attributes, group_id, deduplication_id)
         if self.large_payloads is not None:
-            entry = await self.large_payloads.offload(entry)
+            entry = await self.large_payloads.offload(entry, offload)
         return await self._producer.send(await self.queue_url(queue), entry)
 
     async def enqueue_batch(
@@ -155,15 +165,17 @@ class QueueService:
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         group_id: str | None = None,
         each_attributes: Sequence[Mapping[str, str | int | float | bytes] | None] | None = None,
+        offload: bool | None = None,
     ) -> list[str]:
         """Send many messages in batches of up to 10 entries and 1 MiB; return their
         MessageIds in order. ``each_attributes`` gives each payload attributes of its own
-        (instead of ``attributes`` for all).
+        (instead of ``attributes`` for all); ``offload`` as for :meth:`enqueue`.
 
         Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before sending anything if
         one body is over 1 MiB, and :class:`~aiosqsq.errors.BackendError` naming the
         first entry SQS refused.
         """
+        self._check_offload(offload)
         if each_attributes is None:
             each_attributes = [attributes] * len(payloads)
         entries = [
@@ -171,12 +183,19 @@ class QueueService:
             for payload, own in zip(payloads, each_attributes, strict=True)
         ]
         if self.large_payloads is not None:  # offloaded and inline ones mixed, then packed
-            entries = await self.large_payloads.offload_all(entries)
+            entries = await self.large_payloads.offload_all(entries, offload)
         ids: list[str] = []
         for batch in pack(entries):  # 10 entries and 1 MiB per request, SQS's caps
             positional = [replace(entry, id=str(i)) for i, entry in enumerate(batch)]
             ids.extend(await self._send(queue, positional))
         return ids
+
+    def _check_offload(self, offload: bool | None) -> None:
+        if offload and self.large_payloads is None:
+            raise ConfigurationError(
+                "offload=True needs large payloads on: set QUEUE_LARGE_PAYLOAD_BUCKET to the "
+                "S3 bucket that holds them"
+            )
 
     def _entry(
         self,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from aiosqsq.backends.base import QueueMessage
-from aiosqsq.errors import PayloadTooLargeError
+from aiosqsq.errors import ConfigurationError, PayloadTooLargeError
 from aiosqsq.large_payload import POINTER_CLASS
 from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
@@ -123,3 +123,27 @@ async def test_a_payload_over_the_consumers_maximum_is_refused_before_any_put(
         with pytest.raises(PayloadTooLargeError, match="QUEUE_LARGE_PAYLOAD_MAX_BYTES"):
             await service.enqueue("z" * (2 * MIB + 1), "lp-never-made")
     assert bucket.keys() == []
+
+
+async def test_a_send_may_choose_to_offload_or_not(
+    large_settings: QueueSettings, bucket: MotoBucket
+) -> None:
+    async with QueueService(large_settings) as service:
+        url = await service.backend.create_queue("lp-per-send")
+        await service.enqueue("small", url, offload=True)  # under the threshold: S3 anyway
+        await service.enqueue_batch(["a", "b"], url, offload=True)
+        with pytest.raises(PayloadTooLargeError):  # over 1 MiB and kept inline: refused
+            await service.enqueue("z" * (2 * MIB), url, offload=False)
+        received = await _received(service, url, 3)
+        await service.backend.delete_queue(url)
+    assert len(bucket.keys()) == 3
+    assert all(m.body.startswith(f'["{POINTER_CLASS}"') for m in received)
+
+
+async def test_offload_without_a_bucket_is_a_configuration_error(
+    large_settings: QueueSettings,
+) -> None:
+    settings = large_settings.model_copy(update={"large_payload_bucket": None})
+    async with QueueService(settings) as service:
+        with pytest.raises(ConfigurationError, match="set QUEUE_LARGE_PAYLOAD_BUCKET"):
+            await service.enqueue("x", "anything", offload=True)
