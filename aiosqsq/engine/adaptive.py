@@ -15,9 +15,9 @@ latency, its failures, the receives (full or not) and throttling, and moves the 
   steady state swings by about one step;
 * **shrink** multiplicatively when the latency passes :data:`SHRINK_TOLERANCE` of its
   unloaded value (x0.9: the downstream queues), when at least :data:`ERROR_SHARE` of
-  the calls failed or timed out (x0.7), or at once when SQS throttles a receive (x0.5).
-  After a shrink for failures or throttling, slow start returns to the limit held
-  before;
+  the calls (and :data:`MIN_FAILURES`) failed or timed out (x0.7), or at once when SQS
+  throttles a receive (x0.5). After a shrink for failures or throttling, slow start
+  returns to the limit held before;
 * **hold** otherwise (a queue drained, a limit that does not bind, a latency between
   the tolerances).
 
@@ -50,6 +50,7 @@ GROW_TOLERANCE = 1.05  # grow only while the latency is within 5% of its unloade
 SHRINK_TOLERANCE = 1.15  # shrink once it is 15% above
 LATENCY_SLACK_S = 0.001
 ERROR_SHARE = 0.1  # shrink once 10% of a window's calls failed or timed out
+MIN_FAILURES = 3  # ... and at least 3 (one poison message is not an overload)
 SLOW_START_STEP = 1.0
 PROBE_STEP = 0.1
 MIN_GAIN = 0.3  # a growth pays when throughput rose by 30% of the step, or more
@@ -122,7 +123,7 @@ class AdaptiveLimit:
                 and (
                     self._receives >= MIN_WINDOW_RECEIVES
                     or elapsed >= MAX_WINDOW_S
-                    or self._failures >= ERROR_SHARE * self._calls
+                    or self._failures >= max(MIN_FAILURES, ERROR_SHARE * self._calls)
                 )
             ):
                 self._decide(now, elapsed)
@@ -149,7 +150,7 @@ class AdaptiveLimit:
         mean = self._latency_s / self._calls
         throughput = self._calls / elapsed
         errors = self._failures / self._calls
-        if errors >= ERROR_SHARE:
+        if errors >= ERROR_SHARE and self._failures >= MIN_FAILURES:
             reason = f"{self._failures} of {self._calls} calls failed or timed out"
             self._shrink(ERROR_SHRINK, reason, now, slow_start=True)
             return

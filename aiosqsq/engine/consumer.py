@@ -203,9 +203,12 @@ class Consumer:
         return min(MAX_RECEIVE_MESSAGES, self.config.max_messages, slots)
 
     def _slot_count(self) -> int:
-        """Slots at the current limit: the limit, plus one receive's worth per running
-        poller, received while the handlers run (the pipeline)."""
+        """Slots at the current limit: the limit, and with an adaptive limit one
+        receive's worth per running poller, received while the handlers run (the
+        pipeline; a pinned limit receives only for free slots, as it always did)."""
         limit = self.limit.limit
+        if self.adaptive is None:
+            return limit
         return limit + self.config.pollers_for(limit) * self._receive_size()
 
     def _next_poller_at(self, limit: int) -> int | None:
@@ -291,9 +294,10 @@ class Consumer:
             handlers.cancel_scope.cancel()
 
     def _pool_size(self) -> int:
-        """Workers: a batch consumer's concurrency; else one per call the limit may ever
-        allow and one per message received ahead (it waits for the limit, not a worker)."""
-        if self._batch_slots is not None:
+        """Workers: the concurrency when pinned (a batch consumer's counts batches); with
+        an adaptive limit one per call it may ever allow and one per message received
+        ahead (it waits for the limit, not for a worker)."""
+        if self.adaptive is None:
             return self.config.concurrency
         ahead = min(MAX_RECEIVE_MESSAGES, self.config.max_messages) * self.config.pollers
         return self.config.max_concurrency + ahead
