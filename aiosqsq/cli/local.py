@@ -40,6 +40,7 @@ from aiosqsq.backends.provisioning import (
     create_with_dead_letter_queue,
     dead_letter_queue_name,
 )
+from aiosqsq.backends.queue_address import queue_name
 from aiosqsq.cli.local_server import LocalSQS
 from aiosqsq.errors import BackendError, ConfigurationError
 from aiosqsq.exit_codes import ExitCode, exit_for
@@ -115,7 +116,7 @@ def point_environment_at(endpoint_url: str, default_queue: str | None = None) ->
             default_queue = QueueSettings(backend="memory").sqs_queue_url or "default"
         except ConfigurationError:  # a bad setting: the worker reports it, naming it
             default_queue = "default"
-    name = _name(default_queue)
+    name = queue_name(default_queue)
     os.environ.update(emulator_environment(endpoint_url, name))
     # The workers of --workers and --reload use this server, not one of their own.
     os.environ["QUEUE_LOCAL"] = "false"
@@ -145,11 +146,6 @@ def print_reach_lines(endpoint_url: str, default_queue: str, *, json_logs: bool)
         record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (line,), None)
         for handler in logging.getLogger().handlers:
             handler.handle(record)
-
-
-def _name(queue: str) -> str:
-    """A queue URL's or ARN's last part: the queue's name."""
-    return queue.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
 def _create_queues(
