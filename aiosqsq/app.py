@@ -10,7 +10,6 @@ import time
 import typing
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
@@ -485,10 +484,14 @@ class App:
         self._started = True
         self._stopping = False
         self._warn_if_in_memory()
-        async with self._lifespan_running(), observe(self):
-            consumers = await self._prepare()
-            task_status.started()
-            await self._run_consumers(consumers, burst)
+        try:
+            async with self._lifespan_running(), observe(self):
+                consumers = await self._prepare()
+                task_status.started()
+                await self._run_consumers(consumers, burst)
+        except BaseExceptionGroup as group:
+            error = _sole_error(group)
+            raise error from error.__cause__
 
     async def __aenter__(self) -> Self:
         """Start consuming in the background of the current task; return once every
@@ -695,6 +698,7 @@ class App:
             if burst
             else False
         )
+        errors: list[Exception] = []
         try:
             async with anyio.create_task_group() as watching:
                 watching.start_soon(watchdog.run)
@@ -702,8 +706,10 @@ class App:
                     for consumer in consumers:
                         if self._stopping:
                             consumer.stop()
-                        tg.start_soon(partial(consumer.run, burst=tracker))
+                        tg.start_soon(self._run_consumer, consumer, tracker, errors)
                 watching.cancel_scope.cancel()
+            if errors:  # every consumer was stopped gracefully first
+                raise errors[0]
         finally:
             stats = Statistics()
             for consumer in consumers:
@@ -713,6 +719,17 @@ class App:
             self._finished = self._finished + stats
             self._consumers = []
             logger.info("stopped after %.1f s: %s", time.monotonic() - started, stats.summary())
+
+    async def _run_consumer(
+        self, consumer: Consumer, burst: bool | BurstTracker, errors: list[Exception]
+    ) -> None:
+        """Run one consumer; when it cannot go on (its queue refused), stop every other
+        one gracefully too, instead of letting the task group cancel their handlers."""
+        try:
+            await consumer.run(burst=burst)
+        except Exception as exc:
+            errors.append(exc)
+            self.stop()
 
     async def _watch_signals(
         self, scope: CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -245,9 +245,7 @@ def _build_batch_process(
             returned = await func(**kwargs)
             if not returned:
                 return []
-            failed_ids = {
-                item.message_id if isinstance(item, Message) else str(item) for item in returned
-            }
+            failed_ids = _failed_ids(returned, {m.message_id for m in queue_messages})
             failed: list[Message] = []
             for index in dict.fromkeys(owners):
                 if queue_messages[index].message_id in failed_ids:
@@ -267,6 +265,22 @@ def _build_batch_process(
 def _max_chars(large: LargePayloads | None) -> int:
     """The longest body a handler decodes: SQS's limit, or one fetched from S3."""
     return MAX_MESSAGE_BYTES if large is None else max(MAX_MESSAGE_BYTES, large.max_bytes)
+
+
+def _failed_ids(returned: Any, batch_ids: set[str]) -> set[str]:
+    """The MessageIds a batch handler returned as failed. Raises TypeError for anything
+    else (a payload, an id of no message of the batch): the whole batch then fails,
+    rather than the messages it meant being deleted."""
+    ids = set()
+    for item in returned:
+        message_id = item.message_id if isinstance(item, Message) else item
+        if not isinstance(message_id, str) or message_id not in batch_ids:
+            raise TypeError(
+                "a batch handler returns the Messages (or MessageIds) of its batch that "
+                f"failed, or None; it returned a {type(item).__name__} that is neither"
+            )
+        ids.add(message_id)
+    return ids
 
 
 def _payloads(spec: HandlerSpec, queue_message: QueueMessage, message: Message | None) -> list[Any]:

@@ -9,7 +9,9 @@
   succeeded. When the call raises, every message not already decided gets the fate the
   exception gives (``Retry(delay_s)``: that delay).
 * FIFO: after the first failed message of a group, the later ones of that group in the
-  batch are handed back unhandled (not deleted), so none overtakes it.
+  batch are handed back unhandled (not deleted), so none overtakes it. A batch holding a
+  group that an earlier batch still holds waits for that batch (and hands the group's
+  messages back if it failed there), so batches never reorder a group.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ class BatchConsumer(Consumer):
         self._max_wait_s = max_wait_s
         self._gathering: list[InFlight] = []
         self._first_gathered = anyio.Event()  # set when a new batch gets its first message
+        # FIFO: the latest batch holding each group; a later batch with that group waits
+        # for it, so a group's messages split across batches still run in order.
+        self._group_turns: dict[str, _GroupTurn] = {}
+
+    def stop(self) -> None:
+        super().stop()
+        self._dispatch()  # what was gathering is handed back: free its slots now
 
     def _consuming(self, task_group: TaskGroup) -> None:
         task_group.start_soon(self._send_on_time)
@@ -103,8 +112,18 @@ class BatchConsumer(Consumer):
     def _dispatch(self) -> None:
         batch, self._gathering = self._gathering, []
         self._first_gathered = anyio.Event()
-        if batch:
-            self._pool.dispatch(batch)
+        if not batch:
+            return
+        turn = _GroupTurn()
+        if self.info.fifo:
+            for entry in batch:
+                group = entry.message.group_id
+                if group is not None:
+                    before = self._group_turns.get(group)
+                    if before is not None and before is not turn:
+                        turn.after[group] = before
+                    self._group_turns[group] = turn
+        self._pool.dispatch((batch, turn))
 
     async def _send_on_time(self) -> None:
         """Dispatch a batch that is not full ``max_wait_s`` after its first message."""
@@ -116,20 +135,34 @@ class BatchConsumer(Consumer):
                 self._dispatch()
 
     async def _work(self, item: Any, worker_scope: anyio.CancelScope) -> None:
-        batch: list[InFlight] = item
+        batch, turn = item
         try:
+            for before in turn.after.values():
+                await before.done.wait()  # an earlier batch with one of our FIFO groups
+            # a group that failed in an earlier batch stays behind its failed message
+            blocked = {group for group, before in turn.after.items() if group in before.blocked}
             live = [entry for entry in batch if entry.state is State.WAITING]
+            if blocked:
+                behind = [e for e in live if e.message.group_id in blocked]
+                self._settler.hand_back(behind)
+                live = [e for e in live if e.message.group_id not in blocked]
+            turn.blocked |= blocked
             if live:
-                await self._handle_batch(live)
+                await self._handle_batch(live, turn.blocked)
         finally:
+            turn.done.set()
+            for group in {e.message.group_id for e in batch}:
+                if group is not None and self._group_turns.get(group) is turn:
+                    del self._group_turns[group]
             self._slots.release(len(batch))
 
-    async def _handle_batch(self, entries: list[InFlight]) -> None:
+    async def _handle_batch(self, entries: list[InFlight], blocked: set[str]) -> None:
+        """Run the batch handler on ``entries`` and settle each; ``blocked`` collects the
+        FIFO groups with a message that did not succeed (their later ones go back)."""
         for entry in entries:
             entry.state = State.RUNNING
         outcomes: dict[int, Outcome] = {}
         rest = await self._run_batch(entries, outcomes)
-        blocked: set[str] = set()  # FIFO groups with an earlier failure in this batch
         for index, entry in enumerate(entries):
             group = entry.message.group_id if self.info.fifo else None
             if group is not None and group in blocked:
@@ -190,6 +223,18 @@ class BatchConsumer(Consumer):
             )
             return Failed(error_class=type(exc).__name__)
         return SUCCEEDED
+
+
+class _GroupTurn:
+    """One batch's place in its FIFO groups' order: the batches before it, by group; set
+    ``done`` when it is settled; ``blocked``: its groups that must not go on."""
+
+    __slots__ = ("after", "blocked", "done")
+
+    def __init__(self) -> None:
+        self.after: dict[str, _GroupTurn] = {}
+        self.blocked: set[str] = set()
+        self.done = anyio.Event()
 
 
 async def _never_called(message: QueueMessage, lease: Lease) -> None:

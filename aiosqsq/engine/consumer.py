@@ -158,6 +158,7 @@ class Consumer:
             clock=clock,
         )
         self._access_error: AccessError | None = None
+        self._receive_error: BaseException | None = None
         self._stop = anyio.Event()
         self._stop_at: float | None = None
         self._groups: dict[str, deque[InFlight]] = {}
@@ -241,9 +242,10 @@ class Consumer:
         nothing is held; an app passes the tracker all its consumers share).
         Cancelling it hands every held message back before it ends.
 
-        Raises the error that made consuming impossible: a refused receive (access
+        Raises the error that made consuming impossible, after a graceful stop (running
+        handlers given the shutdown timeout, deletes flushed): a refused receive (access
         denied, a missing queue), or an :class:`~aiosqsq.errors.AccessError` on a delete
-        or visibility change, after a graceful stop.
+        or visibility change.
         """
         async with anyio.create_task_group() as services:
             services.start_soon(self._acker.run)
@@ -255,6 +257,8 @@ class Consumer:
                     self._settler.hand_back(self.registry.in_state(State.WAITING, State.RUNNING))
                     await self._acker.flush()
                 services.cancel_scope.cancel()
+        if self._receive_error is not None:
+            raise self._receive_error
         if self._access_error is not None:
             raise self._access_error
 
@@ -283,7 +287,8 @@ class Consumer:
             grace_s = self.config.shutdown_timeout_s - (self._clock() - (self._stop_at or 0))
             with anyio.move_on_after(max(0.0, grace_s)):
                 await self._slots.wait_all_free()
-            for entry in self.registry.in_state(State.RUNNING):
+            running = self.registry.in_state(State.RUNNING)
+            for entry in running:
                 logger.warning(
                     "handler %s still ran on message %s when the shutdown timeout (%g s) "
                     "ended: it is cancelled and the message handed back",
@@ -291,6 +296,9 @@ class Consumer:
                     entry.message.message_id,
                     self.config.shutdown_timeout_s,
                 )
+            # Handed back before the cancellation: a handler that swallows it and returns
+            # must not have its message deleted (the late outcome is ignored).
+            self._settler.hand_back(running)
             handlers.cancel_scope.cancel()
 
     def _pool_size(self) -> int:
@@ -310,8 +318,12 @@ class Consumer:
             burst = BurstTracker(self.stop, loops=self.config.pollers)
         try:
             await self._pollers.run(burst=burst or None)
+        except Exception as exc:
+            # A refused receive (access denied, the queue gone): stop gracefully, as a
+            # signal does, and raise it from run() once the running handlers are done.
+            self._receive_error = _sole_exception(exc)
         finally:
-            self.stop()  # a refused receive ends consuming: the others stop too
+            self.stop()
 
     def _start(self, messages: list[QueueMessage]) -> None:
         """Register what a receive brought and start (or queue) each handler."""
@@ -505,6 +517,14 @@ class EntryLease:
 
     async def release(self, delay_s: float) -> None:
         self._consumer.release(self._entry, delay_s)
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups: the receive loops' task group
+    wraps the one that stopped them."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def describe_error(exc: BaseException) -> str:

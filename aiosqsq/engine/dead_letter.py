@@ -59,7 +59,7 @@ async def copy_to_dead_letter_queue(
     """Send a copy of ``message`` to the DLQ; return the copy's MessageId once SQS
     accepted it (None otherwise).
 
-    A transient failure (throttling, 5xx, network) or a refusal returns False with one
+    A transient failure (throttling, 5xx, network) or a refusal returns None with one
     warning: the caller keeps the original instead, so nothing is lost.
     """
     entry = SendEntry(
@@ -74,4 +74,12 @@ async def copy_to_dead_letter_queue(
     except CALL_FAILURES as exc:
         logger.warning("sending message %s to the DLQ failed: %s", message.message_id, exc)
         return None
-    return result.message_ids.get("0") if result.successful else None
+    if not result.successful:
+        failure = result.failed[0] if result.failed else None
+        logger.warning(
+            "sending message %s to the DLQ was refused: %s",
+            message.message_id,
+            f"{failure.code}: {failure.message}" if failure else "no outcome",
+        )
+        return None
+    return result.message_ids.get("0")

@@ -174,8 +174,10 @@ class Pollers:
                 self._deliver(messages)
                 continue
             if burst is not None and self._registry:
-                # The queue looks empty but held messages may come back: wait for them.
-                await self._registry.wait_empty()
+                # The queue looks empty but held messages may come back: wait for them, or
+                # for a stop (Consumer.stop wakes wait_shrunk), whichever comes first.
+                while self._registry and not self._stopping.is_set():
+                    await self._registry.wait_shrunk()
                 continue
             if burst is not None and stamp is not None:
                 self._found_empty(burst, loop, stamp)  # may end the burst: the loop then ends

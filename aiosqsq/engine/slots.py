@@ -28,7 +28,7 @@ class Slots:
         long as slots keep being freed, for at most ``fill_wait_s`` in all: at saturation
         with fast handlers, one receive then asks for a full batch instead of several
         asking for a few (each receive is a request, billed alike). When slots stop being
-        freed (slow handlers) for a tenth of that, take what is free at once.
+        freed (slow handlers) for half of that, take what is free at once.
 
         Returns 0 once :meth:`close` was called: the caller must stop receiving.
         """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from pydantic import BaseModel
 
 from aiosqsq import CallNext, Message, MessageBatch, Retry
@@ -100,3 +101,48 @@ async def test_batch_middleware_sees_the_batch() -> None:
     await app.send_batch([{"n": i} for i in range(3)])
     await AppTester(app).drain()
     assert seen == [("MessageBatch", 3, [])]
+
+
+async def test_returning_anything_but_its_messages_fails_the_whole_batch() -> None:
+    """Returning payloads (a natural mistake) must not delete the messages they meant."""
+    backend = MemoryBackend()
+    await make_queue(backend)
+    app = make_app(backend, retry_base_delay=0)
+
+    @app.handler(batch=True, max_batch_size=10, max_wait_s=0)
+    async def ingest(events: list[Event], messages: list[Message]) -> list[Any]:
+        if messages[0].receive_count == 1:
+            return [e for e in events if e.n < 0]  # payloads, not messages
+        return []
+
+    await app.send_batch([{"n": -1}, {"n": 1}])
+    drained = await AppTester(app).drain()
+    assert len(drained.retried) == 2  # the first call failed whole
+    assert len(drained.succeeded) == 2
+
+
+async def test_fifo_batches_of_one_group_run_in_order_even_when_split() -> None:
+    """One receive of a group cut into two batches: the second waits for the first, and
+    after a failure in the first its group's messages go back behind the failed one."""
+    backend = MemoryBackend()
+    await make_queue(backend, fifo=True)
+    app = make_app(backend, sqs_queue_url="jobs.fifo", retry_base_delay=0)
+    calls: list[list[str]] = []
+    first_may_end = anyio.Event()
+
+    @app.handler(batch=True, max_batch_size=3, max_wait_s=0, concurrency=2)
+    async def ingest(bodies: list[str], messages: list[Message]) -> list[Message]:
+        calls.append(bodies)
+        if "g0" in bodies and messages[0].receive_count == 1:
+            with anyio.move_on_after(0.2):  # room for a second batch to start (it must not)
+                await first_may_end.wait()
+        return [m for m in messages if m.body == "g0" and m.receive_count == 1]
+
+    for i in range(6):
+        await app.send(f"g{i}", group_id="g", deduplication_id=f"g{i}")
+    drained = await AppTester(app).drain()
+
+    assert calls[0] == ["g0", "g1", "g2"]
+    handled_in_order = [body for call in calls for body in call]
+    assert handled_in_order[3:] == ["g0", "g1", "g2", "g3", "g4", "g5"]  # after the retry
+    assert [m.body for m in drained.succeeded] == ["g0", "g1", "g2", "g3", "g4", "g5"]
