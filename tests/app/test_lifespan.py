@@ -171,7 +171,6 @@ async def test_a_parameter_of_the_yielded_type_alone_is_a_resource_not_the_paylo
     assert isinstance(got[0], Resources)
 
 
-
 async def test_async_with_raises_the_same_error_as_run(
     sqs_settings: QueueSettings, moto_endpoint: str
 ) -> None:
