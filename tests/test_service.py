@@ -77,4 +77,3 @@ async def test_enqueue_batch_splits_by_size_as_well_as_by_count(service: QueueSe
     while batch := await service.dequeue(max_messages=10):
         received.extend(batch)
     assert sorted(m.body for m in received) == sorted(bodies)
-
