@@ -429,6 +429,13 @@ class SQSBackend:
                 response = await getattr(client, _snake_case(operation))(**params)
         except (boto_errors.ClientError, boto_errors.BotoCoreError) as exc:
             raise _translate(exc, operation, queue) from None
+        except ValueError as exc:  # a body the SDK cannot decode (a proxy's error page)
+            raise BackendError(
+                "MalformedResponse",
+                f"sqs:{operation} on queue {queue!r} failed: the response could not be parsed "
+                f"({type(exc).__name__})",
+                retryable=True,
+            ) from None
         return response if isinstance(response, Mapping) else {}
 
     async def _open(self) -> Any:

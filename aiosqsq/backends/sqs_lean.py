@@ -225,9 +225,15 @@ class LeanTransport:
                     raise
             else:
                 if 200 <= status < 300:
-                    self._quota.release(last_cost or 1)
-                    return parse_response(operation, raw)
-                error = parse_error(status, headers, raw)
+                    try:
+                        parsed = parse_response(operation, raw)
+                    except ValueError:  # not SQS's JSON (a proxy's page): a 502 to retry
+                        status, error = 502, _unparsable(headers)
+                    else:
+                        self._quota.release(last_cost or 1)
+                        return parsed
+                else:
+                    error = parse_error(status, headers, raw)
                 code = error["Error"]["Code"]
                 retryable = (
                     code in _THROTTLED_CODES
@@ -382,10 +388,21 @@ def parse_error(status: int, headers: Mapping[str, str], raw: bytes) -> dict[str
     return {"Error": error, "ResponseMetadata": metadata}
 
 
+def _unparsable(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The error for a success status whose body is not SQS's JSON: retried as a 502."""
+    return {
+        "Error": {"Code": "MalformedResponse", "Message": "the response could not be parsed"},
+        "ResponseMetadata": {
+            "HTTPStatusCode": 502,
+            "HTTPHeaders": {name.lower(): value for name, value in headers.items()},
+        },
+    }
+
+
 def _json_or_message(raw: bytes) -> dict[str, Any]:
     if not raw:
         return {}
-    text = raw.decode("utf-8")
+    text = raw.decode("utf-8", "replace")  # an error page in another charset: shown as is
     try:
         parsed = json.loads(text)
     except ValueError:
