@@ -242,11 +242,14 @@ async def _tick(app: App, instruments: Instruments, health: Health) -> None:
 
 
 async def _poll_queue_stats(app: App, instruments: Instruments, interval_s: float) -> None:
-    """``aiosqsq_queue_messages`` for each consumed queue and its dead-letter queue."""
+    """``aiosqsq_queue_messages`` for each consumed queue and its dead-letter queue, every
+    ``interval_s`` from the start."""
     assert instruments.recorder is not None
     gauge = instruments.recorder.metrics.queue_messages
     service = app.service
     while True:
+        # after the interval, not at once: a consumer's start makes its own calls first
+        await anyio.sleep(interval_s)
         for queue in dict.fromkeys(app.queues):
             try:
                 info = await service.queue_info(queue)
@@ -261,4 +264,3 @@ async def _poll_queue_stats(app: App, instruments: Instruments, interval_s: floa
                     gauge.labels(name, "delayed").set(depth.delayed)
             except Exception as exc:  # statistics must never stop consuming
                 logger.warning("cannot read the statistics of %s: %s", queue, exc)
-        await anyio.sleep(interval_s)
