@@ -58,7 +58,8 @@ async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = min(int(headers.get("content-length", "0")), 1_048_576)
+        declared = headers.get("content-length", "0")
+        length = min(int(declared), 1_048_576) if declared.isdigit() else 0
         body = await reader.readexactly(length) if length else b""
         status, payload = await route(request_line[:2], body)
         writer.write(

@@ -7,6 +7,7 @@ talks to S3); :mod:`aiosqsq.large_payload` decides what goes where and never see
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -112,7 +113,12 @@ class MemoryObjectStore:
 def is_loopback_url(url: str) -> bool:
     """Whether ``url``'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
     host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if host.lower() == "localhost":
+        return True
+    try:  # an address, not a name that merely starts with "127." (127.example.com)
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def create_object_store(

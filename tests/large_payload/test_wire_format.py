@@ -8,6 +8,7 @@ import json
 import pytest
 
 from aiosqsq.backends.base import MessageAttributes, MessageAttributeValue
+from aiosqsq.backends.object_store import is_loopback_url
 from aiosqsq.codec import PayloadError
 from aiosqsq.large_payload import (
     LEGACY_POINTER_CLASS,
@@ -83,3 +84,18 @@ def test_a_size_that_is_not_a_whole_number_of_bytes_is_refused(value: str) -> No
         PayloadError, match="the ExtendedPayloadSize attribute is not a whole number"
     ):
         claimed_size(attributes)
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:5000", True),
+        ("http://localhost:4566", True),
+        ("http://[::1]:9000", True),
+        ("http://127.example.com", False),  # a name, not an address on this machine
+        ("https://sqs.eu-west-1.amazonaws.com", False),
+    ],
+)
+def test_only_addresses_on_this_machine_are_loopback(url: str, loopback: bool) -> None:
+    """S3's endpoint follows a loopback SQS endpoint (run --local) and nothing else."""
+    assert is_loopback_url(url) is loopback
