@@ -10,6 +10,7 @@ import time
 import typing
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
@@ -716,7 +717,8 @@ class App:
                 stats = stats + consumer.statistics()
                 key, totals = (consumer.info.name, consumer.name), self._consumer_totals
                 totals[key] = totals.get(key, Statistics()) + consumer.statistics()
-            self._finished = self._finished + stats
+            # "now" figures of a run that ended are not carried into the totals
+            self._finished = self._finished + replace(stats, concurrency_limit=0, in_flight=0)
             self._consumers = []
             logger.info("stopped after %.1f s: %s", time.monotonic() - started, stats.summary())
 

@@ -56,3 +56,19 @@ async def test_the_memory_backend_warns_once_outside_tests(
         await tester.send("x")
         await tester.drain()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_statistics_after_several_runs_count_totals_not_past_limits() -> None:
+    app = App(QueueSettings(backend="memory", concurrency=3))
+
+    @app.handler
+    async def handle(body: str) -> None: ...
+
+    tester = AppTester(app)
+    for _ in range(3):
+        await tester.send("x")
+        await tester.drain()
+    stats = app.statistics()
+    assert stats.succeeded == 3
+    assert stats.concurrency_limit == 0  # nothing runs now
+    assert stats.in_flight == 0
