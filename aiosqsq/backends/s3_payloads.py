@@ -174,7 +174,7 @@ class S3ObjectStore:
                     endpoint_url=self._endpoint_url,
                     config=config,
                     verify=True,
-                    **self._credentials(),
+                    **self._config.client_credentials(),
                 )
             )
             logger.info(
@@ -184,17 +184,6 @@ class S3ObjectStore:
             )
         return self._client
 
-    def _credentials(self) -> dict[str, str]:
-        config = self._config
-        if config.access_key_id is None or config.secret_access_key is None:
-            return {}  # the default credential chain
-        credentials = {
-            "aws_access_key_id": config.access_key_id.get_secret_value(),
-            "aws_secret_access_key": config.secret_access_key.get_secret_value(),
-        }
-        if config.session_token is not None:
-            credentials["aws_session_token"] = config.session_token.get_secret_value()
-        return credentials
 
 
 def checked_endpoint(url: str | None) -> str | None:

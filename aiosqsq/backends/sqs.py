@@ -480,15 +480,8 @@ class SQSBackend:
             return self._client
 
     def _credentials(self) -> dict[str, str]:
-        config = self._config
-        if config.access_key_id is None or config.secret_access_key is None:
-            return {}  # the default credential chain
-        credentials = {
-            "aws_access_key_id": config.access_key_id.get_secret_value(),
-            "aws_secret_access_key": config.secret_access_key.get_secret_value(),
-        }
-        if config.session_token is not None:
-            credentials["aws_session_token"] = config.session_token.get_secret_value()
+        credentials = self._config.client_credentials()
+        if "aws_session_token" in credentials:
             logger.warning(
                 "QUEUE_AWS_SESSION_TOKEN is set: these temporary credentials cannot be "
                 "refreshed, and calls fail with ExpiredToken once they expire; prefer the "

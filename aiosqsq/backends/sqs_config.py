@@ -37,6 +37,19 @@ class SQSConfig:
     session_token: SecretStr | None = None
     transport: Transport = "lean"
 
+    def client_credentials(self) -> dict[str, str]:
+        """The keyword arguments an aioboto3 client takes for these keys: none when no
+        key is set, so that the default credential chain applies."""
+        if self.access_key_id is None or self.secret_access_key is None:
+            return {}
+        credentials = {
+            "aws_access_key_id": self.access_key_id.get_secret_value(),
+            "aws_secret_access_key": self.secret_access_key.get_secret_value(),
+        }
+        if self.session_token is not None:
+            credentials["aws_session_token"] = self.session_token.get_secret_value()
+        return credentials
+
 
 class SQSConfigSource(Protocol):
     """Anything that builds an :class:`SQSConfig` (``QueueSettings`` does)."""
