@@ -146,7 +146,11 @@ def test_the_embedded_example_stops_gracefully_on_a_signal(signum: int) -> None:
             for i in range(2):
                 assert (await _request(port, "POST", "/orders", orjson.dumps({"id": i})))[0] == 202
             async with asyncio.timeout(slow(10)):
-                while (await _request(port, "GET", "/stats"))[1]["in_flight"] < 2:
+                while True:
+                    _, stats = await _request(port, "GET", "/stats")
+                    assert isinstance(stats, dict)
+                    if stats["in_flight"] >= 2:
+                        break
                     await asyncio.sleep(0.05)
 
         asyncio.run(post_two_and_wait_until_running())

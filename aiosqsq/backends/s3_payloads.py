@@ -185,7 +185,6 @@ class S3ObjectStore:
         return self._client
 
 
-
 def checked_endpoint(url: str | None) -> str | None:
     """``QUEUE_S3_ENDPOINT_URL`` if it is an https URL, or http on a loopback host; raises
     :class:`ConfigurationError` otherwise (never quoting a user name or password)."""

@@ -264,7 +264,8 @@ def test_a_second_purge_is_its_own_error_not_denied_access(
     url = moto_queues.create_plain()
 
     async def purge_twice() -> BackendError:
-        async with SQSAdmin(sqs_settings) as admin:
+        admin = SQSAdmin(sqs_settings)
+        async with admin:
             await admin.purge_queue(url)
             with pytest.raises(BackendError) as refused:
                 await admin.purge_queue(url)
