@@ -92,17 +92,7 @@ class BatchConsumer(Consumer):
         task_group.start_soon(self._send_on_time)
 
     def _start(self, messages: list[QueueMessage]) -> None:
-        now = self._clock()
-        stopping = self._stop.is_set()
-        for message in messages:
-            entry = self.registry.add(
-                message, now=now, visibility_timeout_s=self.visibility_timeout_s
-            )
-            self.counters.received += 1
-            if stopping:
-                self._settler.hand_back([entry])
-                self._slots.release()
-                continue
+        for entry in self._register(messages):
             self._gathering.append(entry)
             if len(self._gathering) == 1:
                 self._first_gathered.set()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -325,10 +325,11 @@ class Consumer:
         finally:
             self.stop()
 
-    def _start(self, messages: list[QueueMessage]) -> None:
-        """Register what a receive brought and start (or queue) each handler."""
+    def _register(self, messages: list[QueueMessage]) -> Iterator[InFlight]:
+        """Register what a receive brought; yield the entries to start (none once
+        stopping: a long poll that ended after the stop is handed back at once)."""
         now = self._clock()
-        stopping = self._stop.is_set()  # a long poll that ended after the stop
+        stopping = self._stop.is_set()
         for message in messages:
             entry = self.registry.add(
                 message, now=now, visibility_timeout_s=self.visibility_timeout_s
@@ -337,7 +338,13 @@ class Consumer:
             if stopping:
                 self._settler.hand_back([entry])
                 self._slots.release()
-                continue
+            else:
+                yield entry
+
+    def _start(self, messages: list[QueueMessage]) -> None:
+        """Register what a receive brought and start (or queue) each handler."""
+        for entry in self._register(messages):
+            message = entry.message
             group = message.group_id if self.info.fifo else None
             if group is None:
                 self._pool.dispatch(entry)

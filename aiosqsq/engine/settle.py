@@ -150,21 +150,24 @@ class Settler:
 
     def retry(self, entry: InFlight, delay_s: float) -> Fate | None:
         """Make the message visible again after ``delay_s`` (within the 12-hour cap)."""
-        if not self.holds(entry):
-            return None
-        entry.state = State.SETTLING
-        self._acker.change_visibility(entry, self._capped(entry, delay_s))
-        self._counters.retried += 1
-        return self._notify("retried", entry)
+        return self._make_visible(entry, delay_s, "retried")
 
     def release(self, entry: InFlight, delay_s: float) -> Fate | None:
         """Hand the message back unhandled, visible again after ``delay_s``."""
+        return self._make_visible(entry, delay_s, "released")
+
+    def _make_visible(
+        self, entry: InFlight, delay_s: float, fate: Literal["retried", "released"]
+    ) -> Fate | None:
         if not self.holds(entry):
             return None
         entry.state = State.SETTLING
         self._acker.change_visibility(entry, self._capped(entry, delay_s))
-        self._counters.released += 1
-        return self._notify("released", entry)
+        if fate == "retried":
+            self._counters.retried += 1
+        else:
+            self._counters.released += 1
+        return self._notify(fate, entry)
 
     def hand_back(self, entries: Iterable[InFlight]) -> None:
         """Hand every still-held entry back, visible again at once."""
