@@ -33,7 +33,7 @@ from aiosqsq.engine.settle import Fate, Observer
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.engine.watchdog import LoopWatchdog
 from aiosqsq.errors import ConfigurationError, HandlerSignatureError, StartupError
-from aiosqsq.handler import HandlerFunc, HandlerSpec, inspect_handler
+from aiosqsq.handler import HandlerFunc, HandlerSpec, inspect_handler, type_name
 from aiosqsq.middleware import (
     Middleware,
     OutgoingMessage,
@@ -671,8 +671,8 @@ class App:
                 resources[name] = state
                 continue
             raise HandlerSignatureError(
-                f"handler {spec.name}: parameter {name!r} asks for {_type_name(annotation)}, "
-                f"but the app's lifespan yields {_type_name(type(state))}: annotate it "
+                f"handler {spec.name}: parameter {name!r} asks for {type_name(annotation)}, "
+                f"but the app's lifespan yields {type_name(type(state))}: annotate it "
                 "with the type the lifespan yields"
             )
         return resources
@@ -771,10 +771,6 @@ def _yielded_types(lifespan: Lifespan | None) -> tuple[type, ...]:
         return ()
     args = typing.get_args(returned)
     return tuple(arg for arg in args[:1] if isinstance(arg, type) and arg is not type(None))
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__qualname__", None) or repr(annotation)
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

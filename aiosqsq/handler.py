@@ -197,7 +197,7 @@ def _decoder(
         if typing.get_origin(annotation) is not list:
             raise HandlerSignatureError(
                 f"handler {name}: a batch handler gets its payloads as a list: annotate "
-                f"'{payload_name}: list[X]' (got {_show(annotation)})"
+                f"'{payload_name}: list[X]' (got {type_name(annotation)})"
             )
         (item,) = typing.get_args(annotation) or (Any,)
     if envelope == "s3":
@@ -211,12 +211,13 @@ def _decoder(
         return Decoder.for_annotation(item)
     except Exception:
         raise HandlerSignatureError(
-            f"handler {name}: parameter {payload_name!r} is annotated {_show(item)}, which "
+            f"handler {name}: parameter {payload_name!r} is annotated {type_name(item)}, which "
             f"aiosqsq cannot decode a payload into; use {_SUPPORTED}"
         ) from None
 
 
-def _show(annotation: Any) -> str:
+def type_name(annotation: Any) -> str:
+    """How an annotation is named in error messages."""
     if annotation is inspect.Parameter.empty:
         return "nothing"
     return getattr(annotation, "__qualname__", None) or repr(annotation)

@@ -19,6 +19,7 @@ from functools import lru_cache, wraps
 from typing import Any, Final
 
 from aiosqsq.backends.base import BatchResult, QueueBackend, QueueMessage
+from aiosqsq.backends.queue_address import queue_name as address_queue_name
 from aiosqsq.engine.settle import Fate
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.message import Message
@@ -36,10 +37,9 @@ _PENDING_LIMIT: Final = 100_000
 _WRAPPED: Final = "_aiosqsq_metrics_wrapped"
 
 
-@lru_cache(maxsize=4096)
-def queue_name(queue_url: str) -> str:
-    """A queue's name from its URL (or the name itself): the ``queue`` label."""
-    return queue_url.rstrip("/").rsplit("/", 1)[-1]
+#: A queue's name from its URL (or the name itself): the ``queue`` label, cached, as it
+#: is read for every message.
+queue_name = lru_cache(maxsize=4096)(address_queue_name)
 
 
 class Recorder:
