@@ -16,7 +16,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aioboto3  # type: ignore[import-untyped]
-from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
 
 from aiosqsq.backends.object_store import (
@@ -26,15 +25,14 @@ from aiosqsq.backends.object_store import (
     ObjectTooLargeError,
     is_loopback_url,
 )
+from aiosqsq.backends.sqs import client_config
 from aiosqsq.backends.sqs_config import SQSConfig
 from aiosqsq.errors import AccessError, BackendError, ConfigurationError
 from aiosqsq.redaction import install_log_redaction, scrub
 
 logger = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S: Final = 3.0
 READ_TIMEOUT_S: Final = 60.0  # a large object streams for a while
-MAX_ATTEMPTS: Final = 3
 _CHUNK_BYTES: Final = 1 << 20
 
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
@@ -160,11 +158,9 @@ class S3ObjectStore:
     async def _open(self) -> Any:
         if self._client is None:
             install_log_redaction()
-            config = AioConfig(
-                connect_timeout=CONNECT_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
-                max_pool_connections=self._max_connections,
-                retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+            config = client_config(
+                read_timeout_s=READ_TIMEOUT_S,
+                max_connections=self._max_connections,
                 s3={"addressing_style": "path"} if self._endpoint_url else None,
             )
             self._client = await self._stack.enter_async_context(

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import json
 import logging
 import math
@@ -66,6 +65,7 @@ from aiosqsq.backends.base import (
     VisibilityEntry,
 )
 from aiosqsq.backends.limits import CODE_PREFIX, check_batch, check_send_batch
+from aiosqsq.backends.object_store import is_loopback_url
 from aiosqsq.backends.queue_address import is_queue_url, queue_name
 from aiosqsq.backends.sqs_config import SQSConfig, SQSConfigSource
 from aiosqsq.backends.sqs_lean import OPERATIONS as LEAN_OPERATIONS
@@ -444,11 +444,8 @@ class SQSBackend:
                 raise BackendError("BackendClosed", f"{self!r} is closed")
             if self._client is None:
                 install_log_redaction()
-                config = AioConfig(
-                    connect_timeout=CONNECT_TIMEOUT_S,
-                    read_timeout=READ_TIMEOUT_S,
-                    max_pool_connections=self._max_connections,
-                    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                config = client_config(
+                    read_timeout_s=READ_TIMEOUT_S, max_connections=self._max_connections
                 )
                 self._client = await self._stack.enter_async_context(
                     self._session.client(
@@ -539,7 +536,7 @@ def _checked_endpoint(url: str | None) -> str | None:
             f"QUEUE_SQS_ENDPOINT_URL={url!r} is invalid: expected a URL such as "
             "https://sqs.eu-west-1.amazonaws.com or http://127.0.0.1:5000"
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_url(url):
         raise ConfigurationError(
             f"QUEUE_SQS_ENDPOINT_URL={url!r} is invalid: plain http is allowed only for a "
             "loopback host (127.0.0.0/8, localhost, ::1); use https"
@@ -547,13 +544,16 @@ def _checked_endpoint(url: str | None) -> str | None:
     return url
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def client_config(*, read_timeout_s: float, max_connections: int, **extra: Any) -> Any:
+    """The aiobotocore client configuration every aiosqsq client shares (SQS, S3):
+    timeouts, pool size and botocore's standard retries; ``extra`` per service."""
+    return AioConfig(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=read_timeout_s,
+        max_pool_connections=max_connections,
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+        **extra,
+    )
 
 
 def _check_credentials(config: SQSConfig) -> None:
