@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, Unpack, overload
 
 import anyio
 from anyio import CancelScope
@@ -33,7 +33,13 @@ from aiosqsq.engine.settle import Fate, Observer
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.engine.watchdog import LoopWatchdog
 from aiosqsq.errors import ConfigurationError, HandlerSignatureError, StartupError
-from aiosqsq.handler import HandlerFunc, HandlerSpec, inspect_handler, type_name
+from aiosqsq.handler import (
+    HandlerFunc,
+    HandlerOptions,
+    HandlerSpec,
+    inspect_handler,
+    type_name,
+)
 from aiosqsq.middleware import (
     Middleware,
     OutgoingMessage,
@@ -131,28 +137,16 @@ class App:
         self,
         queue: str | None = None,
         *,
-        concurrency: int | None = None,
-        timeout_s: float | None = None,
-        pollers: int | None = None,
         middleware: Sequence[Middleware] = (),
-        batch: bool = False,
-        max_batch_size: int = 10,
-        max_wait_s: float = 1.0,
-        envelope: str | None = None,
+        **options: Unpack[HandlerOptions],
     ) -> Callable[[F], F]: ...
 
     def handler(
         self,
         queue: str | F | None = None,
         *,
-        concurrency: int | None = None,
-        timeout_s: float | None = None,
-        pollers: int | None = None,
         middleware: Sequence[Middleware] = (),
-        batch: bool = False,
-        max_batch_size: int = 10,
-        max_wait_s: float = 1.0,
-        envelope: str | None = None,
+        **options: Unpack[HandlerOptions],
     ) -> F | Callable[[F], F]:
         """Register an ``async def`` as the handler of ``queue`` (a name or URL; None, or
         ``@app.handler`` without parentheses, is the default queue). Returns the function
@@ -161,28 +155,16 @@ class App:
         The handler takes at most one payload parameter, decoded from the body by its
         annotation (see :mod:`aiosqsq.codec`), optionally one parameter annotated
         :class:`~aiosqsq.Message`, and any number annotated with the type the lifespan
-        yields. ``concurrency`` bounds its running calls (default QUEUE_CONCURRENCY);
-        past ``timeout_s`` a call is cancelled and retried later. ``middleware`` wraps
-        this handler only (inside the app's and the router's). ``batch=True`` makes it a
-        batch handler (``list[X]`` and ``list[Message]``, see :mod:`aiosqsq.engine.batch`);
-        ``envelope`` is ``"sns"``, ``"eventbridge"`` or ``"s3"``.
+        yields. ``middleware`` wraps this handler only (inside the app's and the
+        router's); the other options are :class:`~aiosqsq.handler.HandlerOptions`
+        (``concurrency``, ``timeout_s``, ``batch=True``, ``envelope=``, ...).
         Raises :class:`~aiosqsq.errors.HandlerSignatureError` at import time when the
-        function cannot be served.
+        function cannot be served, TypeError for an option there is not.
         """
         if callable(queue):  # used bare: @app.handler
             return self.handler()(queue)
         router = Router()
-        register = router.handler(
-            queue,
-            concurrency=concurrency,
-            timeout_s=timeout_s,
-            pollers=pollers,
-            middleware=middleware,
-            batch=batch,
-            max_batch_size=max_batch_size,
-            max_wait_s=max_wait_s,
-            envelope=envelope,
-        )
+        register = router.handler(queue, middleware=middleware, **options)
 
         def add(func: F) -> F:
             register(func)

@@ -15,7 +15,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiosqsq.codec import Decoder
 from aiosqsq.envelopes import Envelope, S3Record, envelope_kind
@@ -25,6 +25,30 @@ from aiosqsq.message import Message
 HandlerFunc = Callable[..., Awaitable[Any]]
 
 MAX_BATCH_SIZE = 1000
+
+
+class HandlerOptions(TypedDict, total=False):
+    """The options of ``@app.handler(...)`` and ``@router.handler(...)``.
+
+    * ``concurrency``: its calls running at once (default: QUEUE_CONCURRENCY, or adaptive);
+    * ``timeout_s``: past it a call is cancelled and its message retried later;
+    * ``pollers``: receive loops for its queue;
+    * ``batch``, ``max_batch_size``, ``max_wait_s``: a batch handler and how its batches
+      are gathered (see :mod:`aiosqsq.engine.batch`);
+    * ``envelope``: ``"sns"``, ``"eventbridge"`` or ``"s3"``;
+    * ``max_payload_bytes``: the largest payload this handler loads from S3 (large
+      payloads), in place of QUEUE_LARGE_PAYLOAD_MAX_BYTES; a larger one is refused, not
+      loaded, and its message goes to the dead-letter queue.
+    """
+
+    concurrency: int | None
+    timeout_s: float | None
+    pollers: int | None
+    batch: bool
+    max_batch_size: int
+    max_wait_s: float
+    envelope: str | None
+    max_payload_bytes: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +76,7 @@ class HandlerSpec:
     middleware: tuple[Any, ...] = ()  # the handler's own, innermost
     batch: BatchOptions | None = None
     envelope: Envelope | None = None
+    max_payload_bytes: int | None = None  # None: QUEUE_LARGE_PAYLOAD_MAX_BYTES
 
     @property
     def name(self) -> str:
@@ -62,15 +87,9 @@ def inspect_handler(
     func: Any,
     *,
     queue: str | None,
-    concurrency: int | None = None,
-    timeout_s: float | None = None,
-    pollers: int | None = None,
     middleware: Sequence[Any] = (),
-    batch: bool = False,
-    max_batch_size: int = 10,
-    max_wait_s: float = 1.0,
-    envelope: str | None = None,
     resource_types: Sequence[type] = (),
+    **handler_options: Unpack[HandlerOptions],
 ) -> HandlerSpec:
     """Build a :class:`HandlerSpec`, or raise :class:`HandlerSignatureError` saying why not.
 
@@ -79,11 +98,25 @@ def inspect_handler(
     """
     name = getattr(func, "__qualname__", repr(func))
     _check_callable(func, name)
+    concurrency = handler_options.get("concurrency")
+    timeout_s = handler_options.get("timeout_s")
+    batch = handler_options.get("batch", False)
+    envelope = handler_options.get("envelope")
+    max_payload_bytes = handler_options.get("max_payload_bytes")
     if concurrency is not None and concurrency < 1:
         raise HandlerSignatureError(f"handler {name}: concurrency must be >= 1, got {concurrency}")
     if timeout_s is not None and timeout_s <= 0:
         raise HandlerSignatureError(f"handler {name}: timeout_s must be > 0, got {timeout_s}")
-    options = _batch_options(name, batch, max_batch_size, max_wait_s)
+    if max_payload_bytes is not None and max_payload_bytes < 1:
+        raise HandlerSignatureError(
+            f"handler {name}: max_payload_bytes must be >= 1, got {max_payload_bytes}"
+        )
+    options = _batch_options(
+        name,
+        batch,
+        handler_options.get("max_batch_size", 10),
+        handler_options.get("max_wait_s", 1.0),
+    )
     kind = None
     if envelope is not None:
         try:
@@ -137,7 +170,7 @@ def inspect_handler(
         queue=queue,
         concurrency=concurrency,
         timeout_s=timeout_s,
-        pollers=pollers,
+        pollers=handler_options.get("pollers"),
         payload_name=payload_name,
         message_name=message_name,
         decoder=decoder,
@@ -145,6 +178,7 @@ def inspect_handler(
         middleware=tuple(middleware),
         batch=options,
         envelope=kind,
+        max_payload_bytes=max_payload_bytes,
     )
 
 

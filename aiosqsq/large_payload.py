@@ -259,9 +259,12 @@ class LargePayloads:
 
     # -- consuming ----------------------------------------------------------------------
 
-    async def fetch(self, message: QueueMessage) -> QueueMessage | None:
+    async def fetch(
+        self, message: QueueMessage, max_bytes: int | None = None
+    ) -> QueueMessage | None:
         """``message`` with its payload in place of the pointer and the size attribute
-        removed (for a message that :func:`is_pointer_message`).
+        removed (for a message that :func:`is_pointer_message`). ``max_bytes`` (a
+        handler's own limit) replaces ``self.max_bytes`` when given.
 
         Raises :class:`PayloadError` for a pointer that will never resolve: malformed, to
         another bucket than ours (a queue's senders choose the pointers: aiosqsq reads
@@ -279,11 +282,16 @@ class LargePayloads:
                 f"the pointer names bucket {_shown(pointer.bucket)}, not "
                 f"QUEUE_LARGE_PAYLOAD_BUCKET ({_shown(self.bucket)}): not read",
             )
-        if size > self.max_bytes:
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if size > limit:
+            setting = (
+                "QUEUE_LARGE_PAYLOAD_MAX_BYTES"
+                if max_bytes is None
+                else "the handler's max_payload_bytes"
+            )
             raise _bad(
                 "PayloadTooLarge",
-                f"the payload of {size} bytes is over QUEUE_LARGE_PAYLOAD_MAX_BYTES "
-                f"({self.max_bytes}): not loaded",
+                f"the payload of {size} bytes is over {setting} ({limit}): not loaded",
             )
         try:
             data = await self.store.get(pointer.bucket, pointer.key, max_bytes=size)

@@ -36,19 +36,24 @@ def build_process(
     """The engine's per-message call for a single-message handler; with ``payloads``, a
     pointer's payload is fetched from S3 first (see :func:`with_payloads`)."""
     process = _build_process(spec, middleware, resources, payloads)
-    return process if payloads is None else with_payloads(process, payloads)
+    if payloads is None:
+        return process
+    return with_payloads(process, payloads, spec.max_payload_bytes)
 
 
-def with_payloads(process: Process, payloads: LargePayloads) -> Process:
+def with_payloads(
+    process: Process, payloads: LargePayloads, max_bytes: int | None = None
+) -> Process:
     """``process`` given the payload in place of an S3 pointer, before middleware,
     decoding and the handler. The message already holds its handler slot, so no fetch
-    starts without one. A pointer that will never resolve raises PayloadError (the
+    starts without one. A pointer that will never resolve, or a payload over
+    ``max_bytes`` (default QUEUE_LARGE_PAYLOAD_MAX_BYTES), raises PayloadError (the
     dead-letter queue, with the reason); a missing object with ignore_missing set
     returns (deleted, unhandled); throttling and network errors propagate (retried)."""
 
     async def fetching(queue_message: QueueMessage, lease: Lease) -> None:
         if is_pointer_message(queue_message.message_attributes):
-            fetched = await payloads.fetch(queue_message)
+            fetched = await payloads.fetch(queue_message, max_bytes)
             if fetched is None:
                 return
             queue_message = fetched
@@ -64,7 +69,7 @@ def _build_process(
     large: LargePayloads | None,
 ) -> Process:
     func, decoder, envelope = spec.func, spec.decoder, spec.envelope
-    max_chars = _max_chars(large)
+    max_chars = _max_chars(spec, large)
     payload_name, message_name = spec.payload_name, spec.message_name
     base_kwargs = dict(resources)
 
@@ -80,11 +85,11 @@ def _build_process(
         if envelope is None:
             await call(decoder.decode(queue_message.body, max_chars=max_chars), message)
             return
-        unwrapped = unwrap(envelope, queue_message.body)
+        unwrapped = unwrap(envelope, queue_message.body, max_chars=max_chars)
         if message is not None:
             message._unwrapped(unwrapped.metadata)
         if envelope != "s3":
-            await call(unwrapped.payload(decoder), message)
+            await call(unwrapped.payload(decoder, max_chars), message)
             return
         if _is_test_event(unwrapped, queue_message):
             return
@@ -125,13 +130,18 @@ def build_batch_process(
     ``payloads``, pointers' payloads are fetched from S3 first (see
     :func:`batch_with_payloads`)."""
     process = _build_batch_process(spec, middleware, resources, payloads)
-    return process if payloads is None else batch_with_payloads(process, payloads)
+    if payloads is None:
+        return process
+    return batch_with_payloads(process, payloads, spec.max_payload_bytes)
 
 
-def batch_with_payloads(process: BatchProcess, payloads: LargePayloads) -> BatchProcess:
+def batch_with_payloads(
+    process: BatchProcess, payloads: LargePayloads, max_bytes: int | None = None
+) -> BatchProcess:
     """``process`` given payloads in place of S3 pointers (up to 16 GETs at once): a
-    message whose pointer will never resolve is a bad payload, one whose fetch failed
-    for now is retried, and neither is passed on; the rest keep their order."""
+    message whose pointer will never resolve (or whose payload is over ``max_bytes``)
+    is a bad payload, one whose fetch failed for now is retried, and neither is passed
+    on; the rest keep their order."""
 
     async def fetching(
         queue_messages: Sequence[QueueMessage],
@@ -141,7 +151,7 @@ def batch_with_payloads(process: BatchProcess, payloads: LargePayloads) -> Batch
         if not any(is_pointer_message(m.message_attributes) for m in queue_messages):
             await process(queue_messages, leases, outcomes)
             return
-        resolved = await _fetch_all(payloads, queue_messages, outcomes)
+        resolved = await _fetch_all(payloads, max_bytes, queue_messages, outcomes)
         keep = [i for i in range(len(queue_messages)) if i not in outcomes]
         if not keep:
             return
@@ -157,6 +167,7 @@ def batch_with_payloads(process: BatchProcess, payloads: LargePayloads) -> Batch
 
 async def _fetch_all(
     payloads: LargePayloads,
+    max_bytes: int | None,
     queue_messages: Sequence[QueueMessage],
     outcomes: MutableMapping[int, Outcome],
 ) -> list[QueueMessage]:
@@ -167,7 +178,7 @@ async def _fetch_all(
     async def fetch(index: int, queue_message: QueueMessage) -> None:
         async with limiter:
             try:
-                fetched = await payloads.fetch(queue_message)
+                fetched = await payloads.fetch(queue_message, max_bytes)
             except PayloadError as error:
                 outcomes[index] = BadPayload(error)
                 return
@@ -198,7 +209,7 @@ def _build_batch_process(
     large: LargePayloads | None,
 ) -> BatchProcess:
     func, decoder, envelope = spec.func, spec.decoder, spec.envelope
-    max_chars = _max_chars(large)
+    max_chars = _max_chars(spec, large)
     payload_name, message_name = spec.payload_name, spec.message_name
     layers = tuple(middleware)
     # Message objects are made only for whoever sees them: middleware, the handler, an
@@ -229,7 +240,7 @@ def _build_batch_process(
                         owners.append(index)
                         continue
                     message = messages[index] if messages is not None else None
-                    items = _payloads(spec, queue_message, message)
+                    items = _payloads(spec, queue_message, message, max_chars)
                 except PayloadError as error:
                     outcomes[index] = BadPayload(error)
                     continue
@@ -262,9 +273,12 @@ def _build_batch_process(
     return process
 
 
-def _max_chars(large: LargePayloads | None) -> int:
-    """The longest body a handler decodes: SQS's limit, or one fetched from S3."""
-    return MAX_MESSAGE_BYTES if large is None else max(MAX_MESSAGE_BYTES, large.max_bytes)
+def _max_chars(spec: HandlerSpec, large: LargePayloads | None) -> int:
+    """The longest body a handler decodes: SQS's limit, or one fetched from S3 (the
+    handler's ``max_payload_bytes``, else QUEUE_LARGE_PAYLOAD_MAX_BYTES)."""
+    if large is None:
+        return MAX_MESSAGE_BYTES
+    return max(MAX_MESSAGE_BYTES, spec.max_payload_bytes or large.max_bytes)
 
 
 def _failed_ids(returned: Any, batch_ids: set[str]) -> set[str]:
@@ -283,15 +297,17 @@ def _failed_ids(returned: Any, batch_ids: set[str]) -> set[str]:
     return ids
 
 
-def _payloads(spec: HandlerSpec, queue_message: QueueMessage, message: Message | None) -> list[Any]:
+def _payloads(
+    spec: HandlerSpec, queue_message: QueueMessage, message: Message | None, max_chars: int
+) -> list[Any]:
     """The payloads one enveloped message gives a batch handler: one, or one per S3
     record (none for S3's test event). Raises PayloadError."""
     assert spec.envelope is not None
-    unwrapped = unwrap(spec.envelope, queue_message.body)
+    unwrapped = unwrap(spec.envelope, queue_message.body, max_chars=max_chars)
     if message is not None:
         message._unwrapped(unwrapped.metadata)
     if spec.envelope != "s3":
-        return [unwrapped.payload(spec.decoder)]
+        return [unwrapped.payload(spec.decoder, max_chars)]
     if _is_test_event(unwrapped, queue_message):
         return []
     records: list[S3Record] = list(unwrapped.records)

@@ -16,12 +16,12 @@ the handler's own. One queue has one handler across the app and all its routers.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from aiosqsq.errors import HandlerSignatureError
-from aiosqsq.handler import HandlerFunc
+from aiosqsq.handler import HandlerFunc, HandlerOptions
 from aiosqsq.middleware import Middleware, check_middleware
 
 F = TypeVar("F", bound=HandlerFunc)
@@ -65,45 +65,28 @@ class Router:
         self,
         queue: str | None = None,
         *,
-        concurrency: int | None = None,
-        timeout_s: float | None = None,
-        pollers: int | None = None,
         middleware: Sequence[Middleware] = (),
-        batch: bool = False,
-        max_batch_size: int = 10,
-        max_wait_s: float = 1.0,
-        envelope: str | None = None,
+        **options: Unpack[HandlerOptions],
     ) -> Callable[[F], F]: ...
 
     def handler(
         self,
         queue: str | F | None = None,
         *,
-        concurrency: int | None = None,
-        timeout_s: float | None = None,
-        pollers: int | None = None,
         middleware: Sequence[Middleware] = (),
-        batch: bool = False,
-        max_batch_size: int = 10,
-        max_wait_s: float = 1.0,
-        envelope: str | None = None,
+        **options: Unpack[HandlerOptions],
     ) -> F | Callable[[F], F]:
         """Declare ``func`` the handler of ``queue`` (see :meth:`aiosqsq.App.handler`);
         ``@router.handler`` without parentheses is the default queue. Returns the function
-        unchanged."""
+        unchanged.
+
+        Raises TypeError for an option that is not one of :class:`HandlerOptions`.
+        """
         if callable(queue):  # used bare: @router.handler
             return self.handler()(queue)
+        check_options(options)
         for layer in middleware:
             check_middleware(layer)
-        options = {
-            "concurrency": concurrency,
-            "timeout_s": timeout_s,
-            "pollers": pollers,
-            "batch": batch,
-            "max_batch_size": max_batch_size,
-            "max_wait_s": max_wait_s,
-            "envelope": envelope,
-        }
 
         def register(func: F) -> F:
             if not callable(func):
@@ -116,11 +99,23 @@ class Router:
                 if other.queue == queue:
                     raise HandlerSignatureError(duplicate_message(func, other.func, queue))
             self._registrations.append(
-                Registration(func, queue, options, (*self._middleware, *middleware))
+                Registration(func, queue, dict(options), (*self._middleware, *middleware))
             )
             return func
 
         return register
+
+
+def check_options(options: Mapping[str, object]) -> None:
+    """Raise TypeError, as a call does, for an option ``@handler`` does not take (a typo
+    would otherwise be ignored)."""
+    unknown = sorted(set(options) - HandlerOptions.__optional_keys__)
+    if unknown:
+        known = ", ".join(sorted(HandlerOptions.__optional_keys__))
+        raise TypeError(
+            f"handler() got an unexpected keyword argument {unknown[0]!r} "
+            f"(it takes: middleware, {known})"
+        )
 
 
 def duplicate_message(func: Any, other: Any, queue: str | None) -> str:

@@ -19,6 +19,7 @@ import pydantic
 import pytest
 
 from aiosqsq import envelopes
+from aiosqsq.backends.base import MAX_MESSAGE_BYTES
 from aiosqsq.codec import Decoder, PayloadError
 from aiosqsq.envelopes import (
     UNPARSED,
@@ -87,9 +88,9 @@ class SeamDecoder:
     def wants_text(self) -> bool:
         return self.annotation in (str, bytes)
 
-    def decode(self, body: str) -> Any:
+    def decode(self, body: str, *, max_chars: int = MAX_MESSAGE_BYTES) -> Any:
         self.calls.append("decode")
-        return Decoder.for_annotation(self.annotation).decode(body)
+        return Decoder.for_annotation(self.annotation).decode(body, max_chars=max_chars)
 
     def validate(self, data: Any) -> Any:
         self.calls.append("validate")

@@ -71,8 +71,8 @@ class PayloadDecoder(Protocol):
         """True when the payload is the text itself (``str``/``bytes`` annotations)."""
         ...
 
-    def decode(self, body: str) -> Any:
-        """The payload from text; raises PayloadError."""
+    def decode(self, body: str, *, max_chars: int = ...) -> Any:
+        """The payload from text, refused past ``max_chars``; raises PayloadError."""
         ...
 
     def validate(self, data: Any) -> Any:
@@ -113,14 +113,15 @@ class Unwrapped:
                 ENVELOPE_ERROR, f"{_NAMES[self.kind]}: the payload nests too deeply to use as text"
             ) from None
 
-    def payload(self, decoder: PayloadDecoder) -> Any:
+    def payload(self, decoder: PayloadDecoder, max_chars: int = MAX_MESSAGE_BYTES) -> Any:
         """The handler's payload: the parsed data validated, without parsing it again,
-        or the text decoded. Raises :class:`PayloadError`; ``ValueError`` for ``s3``."""
+        or the text decoded (refused past ``max_chars``). Raises :class:`PayloadError`;
+        ``ValueError`` for ``s3``."""
         if self.data is UNPARSED or decoder.wants_text:
             body = self.body
             if body is None:
                 raise ValueError("an s3 envelope has records, not a payload")
-            return decoder.decode(body)
+            return decoder.decode(body, max_chars=max_chars)
         return decoder.validate(self.data)
 
 
@@ -136,15 +137,17 @@ def envelope_kind(name: str) -> Envelope:
     return cast(Envelope, name)
 
 
-def unwrap(kind: Envelope, body: str) -> Unwrapped:
-    """Take ``body`` out of its ``kind`` envelope.
+def unwrap(kind: Envelope, body: str, *, max_chars: int = MAX_MESSAGE_BYTES) -> Unwrapped:
+    """Take ``body`` out of its ``kind`` envelope. ``max_chars`` is more than SQS's limit
+    only for a body fetched from S3 (:mod:`aiosqsq.large_payload`).
 
     Raises :class:`PayloadError` when the body does not match the envelope (and only
-    that, whatever the body holds); ``ValueError`` for an unknown ``kind``.
+    that, whatever the body holds) or is longer than ``max_chars``; ``ValueError`` for an
+    unknown ``kind``.
     """
     unwrapper = _UNWRAPPERS[envelope_kind(kind)]
     try:
-        if len(body) > MAX_MESSAGE_BYTES:  # SQS never delivers more; refuse before parsing
+        if len(body) > max_chars:  # SQS never delivers more; refuse before parsing
             raise PayloadError("PayloadTooLarge", f"body of {len(body)} characters")
         return unwrapper(body)
     except PayloadError:
