@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-import typing
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
@@ -20,19 +17,13 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from aiosqsq.backends.base import QueueBackend
 from aiosqsq.backends.memory import MemoryBackend
-from aiosqsq.engine.batch import BatchConsumer
 from aiosqsq.engine.burst import BurstTracker
-from aiosqsq.engine.config import (
-    DEFAULT_INITIAL_LIMIT,
-    ConsumerConfig,
-    LimitBounds,
-    pollers_following,
-)
-from aiosqsq.engine.consumer import Consumer, connections_needed, describe_error
+from aiosqsq.engine.config import ConsumerConfig
+from aiosqsq.engine.consumer import Consumer
 from aiosqsq.engine.settle import Fate, Observer
 from aiosqsq.engine.stats import Statistics
 from aiosqsq.engine.watchdog import LoopWatchdog
-from aiosqsq.errors import ConfigurationError, HandlerSignatureError, StartupError
+from aiosqsq.errors import ConfigurationError, HandlerSignatureError
 from aiosqsq.handler import (
     HandlerFunc,
     HandlerOptions,
@@ -40,6 +31,7 @@ from aiosqsq.handler import (
     inspect_handler,
     type_name,
 )
+from aiosqsq.lifespan import Lifespan, LifespanRunner
 from aiosqsq.middleware import (
     Middleware,
     OutgoingMessage,
@@ -48,20 +40,20 @@ from aiosqsq.middleware import (
     check_middleware,
 )
 from aiosqsq.observability.runtime import instrument, observe, sending
-from aiosqsq.pipeline import build_batch_process, build_process
-from aiosqsq.preflight import preflight
 from aiosqsq.router import Registration, Router, duplicate_message
 from aiosqsq.service import QueueService
+from aiosqsq.serving import (
+    build_consumers,
+    consumer_config,
+    log_start,
+    sole_error,
+    watch_signals,
+)
 from aiosqsq.settings import QueueSettings
 
 logger = logging.getLogger("aiosqsq")
 
 F = TypeVar("F", bound=HandlerFunc)
-Lifespan = Callable[["App"], AbstractAsyncContextManager[Any]]
-
-# Room in the SQS connection pool for sends, dead-letter moves and Message.extend calls.
-_SENDER_CONNECTIONS = 10
-_NOT_RUNNING = object()
 
 
 class App:
@@ -109,8 +101,7 @@ class App:
         self.service = QueueService(self.settings, backend=backend)
         # Messages on a memory backend the settings chose reach no other process: say so.
         self._memory_warning = backend is None and self.settings.backend == "memory"
-        self._lifespan = lifespan
-        self._resource_types = _yielded_types(lifespan)
+        self._lifespan = LifespanRunner(lifespan)
         self._handlers: list[HandlerSpec] = []
         self._middleware: list[Middleware] = []
         self._send_middleware: list[SendMiddleware] = []
@@ -120,7 +111,6 @@ class App:
         self._observers: list[Observer] = []
         self._stopping = False
         self._started = False
-        self._state: Any = _NOT_RUNNING
         self._background: TaskGroup | None = None
         self._background_scope: CancelScope | None = None
 
@@ -225,13 +215,7 @@ class App:
 
         Raises RuntimeError before the lifespan started and after it ended.
         """
-        if self._state is _NOT_RUNNING:
-            raise RuntimeError(
-                "app.state is set while the app runs: the lifespan's yielded value, from "
-                "its startup until its shutdown"
-                + ("" if self._lifespan else " (this app has no lifespan: App(lifespan=...))")
-            )
-        return self._state
+        return self._lifespan.state
 
     def add_observer(self, observer: Observer) -> None:
         """Have ``observer(fate, message)`` called as each message's fate is decided."""
@@ -245,10 +229,10 @@ class App:
             registration.func,
             queue=registration.queue,
             middleware=registration.middleware,
-            resource_types=self._resource_types,
+            resource_types=self._lifespan.resource_types,
             **registration.options,
         )
-        if spec.resources and self._lifespan is None:
+        if spec.resources and self._lifespan.lifespan is None:
             first, *_ = spec.resources
             raise HandlerSignatureError(
                 f"handler {registration.func.__qualname__}: more than one payload parameter "
@@ -438,11 +422,11 @@ class App:
                 if handle_signals and threading.current_thread() is threading.main_thread():
                     # started, not start_soon: a signal that comes once consuming has
                     # begun must find the graceful handling in place
-                    await tg.start(self._watch_signals, tg.cancel_scope)
+                    await tg.start(watch_signals, self, tg.cancel_scope)
                 await self.serve(burst=burst)
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            error = _sole_error(group)
+            error = sole_error(group)
             raise error from error.__cause__
         finally:
             with anyio.CancelScope(shield=True):
@@ -468,12 +452,12 @@ class App:
         self._stopping = False
         self._warn_if_in_memory()
         try:
-            async with self._lifespan_running(), observe(self):
+            async with self._lifespan.running(self), observe(self):
                 consumers = await self._prepare()
                 task_status.started()
                 await self._run_consumers(consumers, burst)
         except BaseExceptionGroup as group:
-            error = _sole_error(group)
+            error = sole_error(group)
             raise error from error.__cause__
 
     async def __aenter__(self) -> Self:
@@ -513,7 +497,7 @@ class App:
             # for their graceful stop, bounded by QUEUE_SHUTDOWN_TIMEOUT and the flush.
             await self._background.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            error = _sole_error(group)
+            error = sole_error(group)
             raise error from error.__cause__
         finally:
             self._background = None
@@ -526,129 +510,26 @@ class App:
             self._background_scope = scope
             await self.serve(task_status=task_status)
 
-    @asynccontextmanager
-    async def _lifespan_running(self) -> AsyncIterator[None]:
-        """Enter the lifespan (its value becomes :attr:`state`), and leave it after
-        consuming ended, however it ended."""
-        if self._lifespan is None:
-            self._state = None
-            try:
-                yield
-            finally:
-                self._state = _NOT_RUNNING
-            return
-        logger.info("waiting for application startup")
-        context = self._lifespan(self)
-        try:
-            self._state = await context.__aenter__()
-        except Exception as exc:
-            logger.error("application startup failed: %s", describe_error(exc))
-            raise StartupError(f"the app's lifespan failed: {describe_error(exc)}") from exc
-        logger.info("application startup complete")
-        try:
-            yield
-        finally:
-            with anyio.CancelScope(shield=True):
-                logger.info("waiting for application shutdown")
-                await self._leave_lifespan(context)
-
-    async def _leave_lifespan(self, context: AbstractAsyncContextManager[Any]) -> None:
-        # Left as after a clean run even when consuming failed: the error is the
-        # consumer's, and the lifespan's shutdown code (closing a pool) must run.
-        try:
-            await context.__aexit__(None, None, None)
-        except Exception as exc:
-            logger.error("application shutdown failed: %s", describe_error(exc))
-        else:
-            logger.info("application shutdown complete")
-        finally:
-            self._state = _NOT_RUNNING
-
     def consumer_config(self, spec: HandlerSpec) -> ConsumerConfig:
         """The limits and timings ``spec``'s consumer runs with under this app's settings."""
-        settings = self.settings
-        concurrency = spec.concurrency or settings.concurrency
-        adaptive: LimitBounds | None = None
-        if concurrency is None and spec.batch is None:  # adaptive (batches: pinned)
-            adaptive = LimitBounds.around(settings.concurrency_min, settings.concurrency_max)
-            concurrency = adaptive.initial
-        elif concurrency is None:
-            concurrency = DEFAULT_INITIAL_LIMIT
-        follow = adaptive is not None and not (spec.pollers or settings.pollers)
-        return ConsumerConfig(
-            concurrency=concurrency,
-            pollers=spec.pollers
-            or (pollers_following(adaptive.maximum) if follow and adaptive else 0)
-            or settings.pollers_for(concurrency),
-            adaptive=adaptive,
-            pollers_follow_limit=follow,
-            max_messages=settings.max_messages,
-            wait_time_s=settings.wait_time_seconds,
-            visibility_timeout_s=settings.visibility_timeout,
-            shutdown_timeout_s=settings.shutdown_timeout,
-            retry_base_delay_s=settings.retry_base_delay,
-            retry_max_delay_s=settings.retry_max_delay,
-        )
+        return consumer_config(spec, self.settings)
 
     async def _prepare(self) -> list[Consumer]:
-        backend = self.service.backend
-        configs = [self.consumer_config(spec) for spec in self._handlers]
-        # a pool too small lets long polls starve the deletes
-        backend.ensure_connections(
-            sum(connections_needed(config) for config in configs) + _SENDER_CONNECTIONS
+        return await build_consumers(
+            self._handlers,
+            [self.consumer_config(spec) for spec in self._handlers],
+            service=self.service,
+            middleware=self._middleware,
+            resources_for=self._resources_for,
+            observer=self._notify,
         )
-        clock = backend.clock if isinstance(backend, MemoryBackend) else time.monotonic
-        large_payloads = self.service.large_payloads  # S3 pointers fetched before decoding
-        if large_payloads is not None:
-            await large_payloads.open()  # before any message is held
-        # with cleanup, an S3 object is deleted once its message's delete succeeded
-        on_deleted = (
-            large_payloads.delete_objects
-            if large_payloads is not None and large_payloads.cleanup
-            else None
-        )
-        consumers: list[Consumer] = []
-        for spec, config in zip(self._handlers, configs, strict=True):
-            resources = self._resources_for(spec)
-            info = await self.service.queue_info(spec.queue)
-            for finding in preflight(spec, info, self.settings):
-                logger.warning("%s", finding)
-            middleware = (*self._middleware, *spec.middleware)
-            if spec.batch is None:
-                consumer = Consumer(
-                    spec.name,
-                    build_process(spec, middleware, resources, payloads=large_payloads),
-                    backend,
-                    info,
-                    config,
-                    timeout_s=spec.timeout_s,
-                    observer=self._notify,
-                    clock=clock,
-                    on_deleted=on_deleted,
-                )
-            else:
-                consumer = BatchConsumer(
-                    spec.name,
-                    build_batch_process(spec, middleware, resources, payloads=large_payloads),
-                    backend,
-                    info,
-                    config,
-                    max_batch_size=spec.batch.max_batch_size,
-                    max_wait_s=spec.batch.max_wait_s,
-                    timeout_s=spec.timeout_s,
-                    observer=self._notify,
-                    clock=clock,
-                    on_deleted=on_deleted,
-                )
-            consumers.append(consumer)
-        return consumers
 
     def _resources_for(self, spec: HandlerSpec) -> dict[str, Any]:
         """The lifespan's value for each resource parameter of ``spec``; raises
         HandlerSignatureError naming both when the lifespan yields something else."""
         resources: dict[str, Any] = {}
         for name, annotation in spec.resources:
-            state = self._state
+            state = self._lifespan.state
             if isinstance(annotation, type) and isinstance(state, annotation):
                 resources[name] = state
                 continue
@@ -663,18 +544,7 @@ class App:
         self._consumers = consumers
         started = time.monotonic()
         for consumer in consumers:
-            logger.info(
-                "consuming %s with %s: backend=%s concurrency=%d pollers=%d %s"
-                "visibility_timeout=%gs dead_letter_queue=%s",
-                consumer.info.name,
-                consumer.name,
-                self.settings.backend,
-                consumer.concurrency_limit,
-                consumer.config.pollers_for(consumer.concurrency_limit),
-                _adaptive(consumer.config),
-                consumer.visibility_timeout_s,
-                consumer.info.dead_letter_queue_url or "none",
-            )
+            log_start(consumer, self.settings.backend)
         watchdog = LoopWatchdog([spec.func.__code__ for spec in self._handlers])
         tracker = (
             BurstTracker(self.stop, loops=sum(c.config.pollers for c in consumers))
@@ -715,54 +585,6 @@ class App:
             errors.append(exc)
             self.stop()
 
-    async def _watch_signals(
-        self, scope: CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            task_status.started()
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self._stopping:
-                    logger.info("%s received: stopping gracefully (again to force)", name)
-                    self.stop()
-                else:
-                    logger.warning("%s received again: cancelling running handlers", name)
-                    scope.cancel()
-                    return
-
     def _notify(self, fate: Fate, message: Any) -> None:
         for observer in self._observers:
             observer(fate, message)
-
-
-def _adaptive(config: ConsumerConfig) -> str:
-    """``adaptive=MIN-MAX `` for the start line of a consumer with an adaptive limit."""
-    bounds = config.adaptive
-    return "" if bounds is None else f"adaptive={bounds.minimum}-{bounds.maximum} "
-
-
-def _yielded_types(lifespan: Lifespan | None) -> tuple[type, ...]:
-    """The type a lifespan yields, from its return annotation (AsyncIterator[T], or an
-    async context manager of T), when it says; () otherwise."""
-    if lifespan is None:
-        return ()
-    target = getattr(lifespan, "__wrapped__", lifespan)
-    try:
-        returned = typing.get_type_hints(target).get("return")
-    except Exception:
-        return ()
-    args = typing.get_args(returned)
-    return tuple(arg for arg in args[:1] if isinstance(arg, type) and arg is not type(None))
-
-
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside nested task-group exception groups, or the group itself."""
-    errors: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
-        if isinstance(error, BaseExceptionGroup):
-            pending.extend(error.exceptions)
-        else:
-            errors.append(error)
-    return errors[0] if len(errors) == 1 else group

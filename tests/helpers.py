@@ -10,8 +10,8 @@ from collections.abc import Callable
 import anyio
 
 from aiosqsq import App, QueueSettings
-from aiosqsq.app import Lifespan
 from aiosqsq.backends.memory import MemoryBackend
+from aiosqsq.lifespan import Lifespan
 
 
 async def make_queue(
