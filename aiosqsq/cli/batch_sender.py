@@ -8,28 +8,40 @@ refused, and why. Used by ``aiosqsq send --file`` and by the copying ``dlq redri
   refuses a whole batch for the content of one of its messages (some servers refuse the
   request rather than the entry), each entry is sent alone to tell the bad one apart.
   Any other refusal of the whole request (the queue is gone, access denied) is raised.
+* :func:`send_all` sends a stream of entries that way, with large payloads (when on) put
+  to S3 as they are read, a few at a time, so that only their pointers wait for a batch;
+  the object of an entry that is not sent is deleted.
 
 Each entry is sent until it succeeds or fails once for good: a success is never resent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
 from aiosqsq.backends.base import (
+    MAX_BATCH_ENTRIES,
     BatchFailure,
     BatchResult,
     QueueBackend,
+    QueueMessage,
     SendEntry,
 )
-from aiosqsq.backends.limits import CODE_PREFIX
-from aiosqsq.errors import BackendError, QueueNotFoundError
+from aiosqsq.backends.limits import CODE_PREFIX, pack
+from aiosqsq.backends.object_store import ObjectNotFoundError
+from aiosqsq.errors import AccessError, BackendError, QueueNotFoundError
+
+if TYPE_CHECKING:
+    from aiosqsq.large_payload import LargePayloads
 
 ENTRY_ATTEMPTS: Final = 3
+#: Bodies put to S3 at once by :func:`send_all`: the large bodies it holds at most.
+PARALLEL_PUTS: Final = 4
 _RETRY_DELAY_S: Final = 0.2  # doubled after each attempt
+_CLEANUP_TIMEOUT_S: Final = 30.0  # deleting the objects of unsent entries, when stopped
 # Refusals of a whole SendMessageBatch that are about a message in it, not the request.
 _CONTENT_REFUSALS: Final = frozenset(
     {
@@ -48,7 +60,8 @@ async def send_batch(
     """Send ``batch`` (ids unique within it); every entry ends successful or failed.
 
     Raises :class:`~aiosqsq.errors.BackendError` when SQS refuses the request as a whole
-    for a reason that is not one message's content; nothing of ``batch`` was sent then.
+    for a reason that is not one message's content; nothing of ``batch`` was sent then
+    (once part of it was, such a refusal fails the entries not yet sent instead).
     """
     try:
         result = await backend.send_batch(queue_url, batch)
@@ -58,8 +71,16 @@ async def send_batch(
         if exc.code.removeprefix(CODE_PREFIX) not in _CONTENT_REFUSALS:
             raise
         if len(batch) == 1:
-            return BatchResult(failed=(BatchFailure(batch[0].id, exc.code, exc.message, True),))
-        return _merge([await send_batch(backend, queue_url, [entry]) for entry in batch])
+            return _failed(batch, exc)
+        alone: list[BatchResult] = []
+        for entry in batch:
+            try:
+                alone.append(await send_batch(backend, queue_url, [entry]))
+            except BackendError as error:
+                if not any(result.successful for result in alone):
+                    raise  # still nothing of the batch sent
+                alone.append(_failed([entry], error))
+        return _merge(alone)
     by_id = {entry.id: entry for entry in batch}
     delay_s = _RETRY_DELAY_S
     for _ in range(ENTRY_ATTEMPTS - 1):
@@ -68,10 +89,143 @@ async def send_batch(
             break
         await anyio.sleep(delay_s)
         delay_s *= 2
-        retried = await backend.send_batch(queue_url, again)
+        try:
+            retried = await backend.send_batch(queue_url, again)
+        except BackendError as error:  # some of the batch was sent: these fail, not resent
+            retried = _failed(again, error)
         final = tuple(failure for failure in result.failed if failure.sender_fault)
         result = _merge([BatchResult(result.successful, final, result.message_ids), retried])
     return result
+
+
+async def send_all(
+    backend: QueueBackend,
+    queue_url: str,
+    entries: Iterable[SendEntry],
+    sent: Callable[[Sequence[SendEntry], BatchResult], None],
+    *,
+    payloads: LargePayloads | None = None,
+    offload: bool | None = None,
+) -> None:
+    """Send ``entries`` (ids unique among them all) in batches packed by :func:`pack`,
+    with :func:`send_batch`; ``sent(batch, result)`` after each.
+
+    With ``payloads``, each body it :meth:`~LargePayloads.wants` (``offload`` as there) is
+    put to S3 as it is read and replaced by its pointer, up to :data:`PARALLEL_PUTS` at
+    once: entries are read in runs of at most 10 holding at most that many such bodies.
+    The object of an entry SQS refuses is deleted, and so are those of entries put but not
+    sent when this stops (an error, a cancellation; not those of a request in flight then,
+    which SQS may have taken): best effort, a failure is logged.
+
+    Raises :class:`~aiosqsq.errors.BackendError` for a failed PUT (what failed and where,
+    in one line) and as :func:`send_batch` does, and whatever reading ``entries`` raises;
+    the batches before were sent and reported.
+    """
+    unsent: dict[str, SendEntry] = {}  # offloaded: their objects, if they are never sent
+
+    async def send_tracked(batch: list[SendEntry]) -> None:
+        try:
+            result = await send_batch(backend, queue_url, batch)
+        except BackendError:
+            raise  # nothing of the batch was sent: its objects go with the unsent ones
+        except BaseException:
+            for entry in batch:  # cancelled in flight: maybe sent, so the objects stay
+                unsent.pop(entry.id, None)
+            raise
+        refused = [unsent.pop(failure.id) for failure in result.failed if failure.id in unsent]
+        for entry_id in result.successful:
+            unsent.pop(entry_id, None)
+        sent(batch, result)
+        if refused and payloads is not None:
+            await payloads.delete_objects(_as_messages(queue_url, refused))
+
+    carried: list[SendEntry] = []  # the last batch packed, which the next run may fill
+    try:
+        for run in _runs(entries, payloads, offload):
+            if payloads is not None:
+                run = await _offloaded(run, payloads, offload, unsent)
+            *full, carried = pack([*carried, *run])
+            for batch in full:
+                await send_tracked(batch)
+        if carried:
+            await send_tracked(carried)
+    finally:
+        if payloads is not None and unsent:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
+                await payloads.delete_objects(_as_messages(queue_url, unsent.values()))
+
+
+def _runs(
+    entries: Iterable[SendEntry], payloads: LargePayloads | None, offload: bool | None
+) -> Iterator[list[SendEntry]]:
+    """``entries`` in runs of at most 10, each with at most :data:`PARALLEL_PUTS` bodies
+    to put to S3."""
+    run: list[SendEntry] = []
+    puts = 0
+    for entry in entries:
+        run.append(entry)
+        puts += payloads is not None and payloads.wants(entry, offload)
+        if len(run) == MAX_BATCH_ENTRIES or puts == PARALLEL_PUTS:
+            yield run
+            run, puts = [], 0
+    if run:
+        yield run
+
+
+async def _offloaded(
+    run: list[SendEntry],
+    payloads: LargePayloads,
+    offload: bool | None,
+    unsent: dict[str, SendEntry],
+) -> list[SendEntry]:
+    """``run`` with the bodies ``payloads`` wants put to S3 at once; each pointer entry is
+    added to ``unsent``. Raises the first failure, in order, once every PUT has ended."""
+    done = list(run)
+    failures: dict[int, Exception] = {}
+
+    async def put(index: int, entry: SendEntry) -> None:
+        try:
+            done[index] = unsent[entry.id] = await payloads.offload(entry, True)
+        except Exception as exc:  # the others finish, so that their objects are known
+            failures[index] = exc
+
+    async with anyio.create_task_group() as task_group:
+        for index, entry in enumerate(run):
+            if payloads.wants(entry, offload):
+                task_group.start_soon(put, index, entry)
+    if failures:
+        failure = failures[min(failures)]
+        if isinstance(failure, BackendError):
+            raise _put_failed(failure, payloads.bucket) from None
+        raise failure
+    return done
+
+
+def _put_failed(error: BackendError, bucket: str) -> BackendError:
+    if isinstance(error, ObjectNotFoundError):
+        reason = "the bucket does not exist: create it or check QUEUE_LARGE_PAYLOAD_BUCKET"
+    elif isinstance(error, AccessError):
+        reason = "access denied: check the IAM policy (and the KMS key with SSE-KMS)"
+    else:
+        reason = error.message
+    return BackendError(error.code, f"s3:PutObject to bucket {bucket!r} failed: {reason}")
+
+
+def _as_messages(queue_url: str, entries: Iterable[SendEntry]) -> list[QueueMessage]:
+    """Sent entries as the messages :meth:`LargePayloads.delete_objects` takes."""
+    return [
+        QueueMessage(
+            queue_url, entry.id, "", entry.body, message_attributes=entry.message_attributes
+        )
+        for entry in entries
+    ]
+
+
+def _failed(entries: Sequence[SendEntry], error: BackendError) -> BatchResult:
+    """Each of ``entries`` failed for good with ``error``."""
+    return BatchResult(
+        failed=tuple(BatchFailure(entry.id, error.code, error.message, True) for entry in entries)
+    )
 
 
 def _merge(results: Sequence[BatchResult]) -> BatchResult:

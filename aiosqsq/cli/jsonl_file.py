@@ -2,8 +2,9 @@
 before anything is sent.
 
 A file may be anything: 150 MB on one line, ``/dev/zero``, a binary file given by mistake.
-So nothing is held but one line at a time, and never more of a line than a message can be:
-a line over SQS's 1 MiB limit is measured while it is skipped, never loaded. A NUL byte or
+So nothing is held but one line at a time, and never more of a line than a message can be
+(a :class:`SizeLimit`: SQS's 1 MiB, or ``QUEUE_LARGE_PAYLOAD_MAX_BYTES`` when bodies go
+through S3): a longer line is measured while it is skipped, never loaded. A NUL byte or
 bytes that are not UTF-8 stop the reading at once (:class:`NotText`): such a file is not
 JSON Lines, and reading on would only list its "lines".
 
@@ -21,6 +22,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 import orjson
@@ -29,8 +31,19 @@ from aiosqsq.backends.base import MAX_MESSAGE_BYTES, message_size
 from aiosqsq.backends.limits import message_problem
 
 MAX_LISTED: Final = 20  # bad lines named in the error; the rest are counted
-_LINE_LIMIT: Final = MAX_MESSAGE_BYTES + 2  # a body at SQS's limit and its "\r\n"
 _CHUNK: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLimit:
+    """The largest body a line may be, in bytes, and what sets it (``described`` follows
+    "over" in the error: ``SQS's limit of 1048576``)."""
+
+    max_bytes: int
+    described: str
+
+
+SQS_LIMIT: Final = SizeLimit(MAX_MESSAGE_BYTES, f"SQS's limit of {MAX_MESSAGE_BYTES}")
 
 
 class NotText(ValueError):
@@ -58,14 +71,14 @@ def rereadable(stream: BinaryIO) -> Iterator[BinaryIO]:
         yield copy
 
 
-def check(stream: BinaryIO, name: str) -> int:
+def check(stream: BinaryIO, name: str, limit: SizeLimit = SQS_LIMIT) -> int:
     """The number of bodies in the file; raises :class:`BadFile` naming every line that
     cannot be sent (up to :data:`MAX_LISTED`), or :class:`NotText`."""
     bad: list[str] = []
     found = total = 0
-    for number, line in _lines(stream, name):
+    for number, line in _lines(stream, name, limit):
         total += 1
-        if (problem := problem_of(line)) is not None:
+        if (problem := problem_of(line, limit)) is not None:
             found += 1
             if len(bad) < MAX_LISTED:
                 bad.append(f"line {number}{problem}")
@@ -79,50 +92,53 @@ def check(stream: BinaryIO, name: str) -> int:
     return total
 
 
-def bodies(stream: BinaryIO, name: str, expected: int) -> Iterator[tuple[int, str]]:
+def bodies(
+    stream: BinaryIO, name: str, expected: int, limit: SizeLimit = SQS_LIMIT
+) -> Iterator[tuple[int, str]]:
     """(line number, body) for each of the ``expected`` bodies :func:`check` counted, read
     again from the start; raises :class:`BadFile` if the file changed since."""
     stream.seek(0)
-    for sent, (number, line) in enumerate(_lines(stream, name)):
+    for sent, (number, line) in enumerate(_lines(stream, name, limit)):
         if sent == expected:
             raise BadFile(f"{name} changed after it was checked: line {number} is new")
-        problem = problem_of(line)
+        problem = problem_of(line, limit)
         if problem is not None or not isinstance(line, str):
             raise BadFile(f"{name} changed after it was checked: line {number}{problem}")
         yield number, line
 
 
-def problem_of(line: str | int) -> str | None:
-    """Why SQS would refuse this line as a body (``line`` an int: the size of a line too
+def problem_of(line: str | int, limit: SizeLimit = SQS_LIMIT) -> str | None:
+    """Why this line cannot be sent as a body (``line`` an int: the size of a line too
     long to load), phrased to follow ``line N``; None when it can be sent."""
     if isinstance(line, int):
-        return f" cannot be sent: it is {line} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}"
+        return f" cannot be sent: it is {line} bytes, over {limit.described}"
     try:
         orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         return f", column {exc.colno}, is not JSON ({exc.msg})"
-    if (problem := body_problem(line)) is not None:
+    if (problem := body_problem(line, limit)) is not None:
         return f" cannot be sent: {problem}"
     return None
 
 
-def body_problem(text: str) -> str | None:
-    """Why SQS would refuse this body whatever the queue, or None."""
+def body_problem(text: str, limit: SizeLimit = SQS_LIMIT) -> str | None:
+    """Why this body cannot be sent whatever the queue (its size, SQS's rules), or None."""
     size = message_size(text, {})
-    if size > MAX_MESSAGE_BYTES:
-        return f"it is {size} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}"
+    if size > limit.max_bytes:
+        return f"it is {size} bytes, over {limit.described}"
     found = message_problem(text, {})
     return None if found is None else f"{found[0]}: {found[1]}"
 
 
-def _lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str | int]]:
+def _lines(stream: BinaryIO, name: str, limit: SizeLimit) -> Iterator[tuple[int, str | int]]:
     """(line number, text without its line end) for each non-blank line, or (line number,
-    size in bytes) for a line too long to be a message, read in pieces and not kept."""
+    size in bytes) for a line longer than ``limit``, read in pieces and not kept."""
+    line_limit = limit.max_bytes + 2  # a body at the limit and its "\r\n"
     number = 0
-    while chunk := stream.readline(_LINE_LIMIT):
+    while chunk := stream.readline(line_limit):
         number += 1
         decoder = codecs.getincrementaldecoder("utf-8")()
-        if chunk.endswith(b"\n") or len(chunk) < _LINE_LIMIT:
+        if chunk.endswith(b"\n") or len(chunk) < line_limit:
             text = _decoded(decoder, chunk, name, number, final=True).rstrip("\r\n")
             if text.strip():
                 yield number, text
