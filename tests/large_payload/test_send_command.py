@@ -10,12 +10,14 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from aiosqsq.backends.base import BatchResult, QueueMessage, SendEntry
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.backends.object_store import MemoryObjectStore, create_object_store
 from aiosqsq.cli import ExitCode
 from aiosqsq.cli.batch_sender import PARALLEL_PUTS, send_all
+from aiosqsq.errors import AccessError, BackendError
 from aiosqsq.large_payload import LargePayloads, parse_pointer
 from aiosqsq.settings import QueueSettings
 from tests.cli.conftest import MotoQueues
@@ -276,3 +278,42 @@ def test_only_a_few_large_bodies_are_held_at_once() -> None:
     assert store.most_held == PARALLEL_PUTS
     assert sum(len(result.successful) for result in results) == 25
     assert len(store.objects) == 25
+
+
+class _FailingStore(MemoryObjectStore):
+    """Denies the PUT of one body; the others are stored."""
+
+    def __init__(self, denied: bytes) -> None:
+        super().__init__()
+        self.denied = denied
+
+    async def put(self, bucket: str, key: str, data: bytes, *, kms_key_id: str | None) -> None:
+        if data == self.denied:
+            raise AccessError("AccessDenied", f"PutObject of s3://{bucket}/{key} was denied")
+        await super().put(bucket, key, data, kms_key_id=kms_key_id)
+
+
+def test_a_failed_put_leaves_no_object_of_the_unsent_entries() -> None:
+    store = _FailingStore(denied=b'"two"')
+    payloads = LargePayloads(store, bucket="b", always=True)
+    bodies = ['"zero"', '"one"', '"two"', '"three"']
+    entries = [SendEntry(str(i), body) for i, body in enumerate(bodies)]
+    sent: list[BatchResult] = []
+
+    async def go() -> None:
+        backend = MemoryBackend()
+        try:
+            url = await backend.create_queue("orders")
+            await send_all(backend, url, entries, lambda _, r: sent.append(r), payloads=payloads)
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as raised:
+        anyio.run(go)
+    assert str(raised.value) == (
+        "AccessDenied: s3:PutObject to bucket 'b' failed: access denied: check the IAM policy "
+        "(and the KMS key with SSE-KMS)"
+    )
+    assert sent == []
+    assert store.objects == {}  # the three stored with the denied one were deleted
+    assert payloads.deleted == 3
