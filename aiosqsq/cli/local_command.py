@@ -77,6 +77,14 @@ def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Ta
     show_default=True,
     type=click.Choice(LEVELS, case_sensitive=False),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="text for people, json for machines (one object per line, the export line too). "
+    "Not read from QUEUE_LOG_FORMAT, which is the workers'.",
+)
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -86,6 +94,7 @@ def local(
     app_dir: str,
     factory: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Serve an SQS emulator (moto) on 127.0.0.1 until SIGINT or SIGTERM, with the queues
     of the App at MODULE:ATTRIBUTE and each --queue (or one queue, default), each with a
@@ -98,13 +107,20 @@ def local(
     for name in queue_names:
         if is_url(name):
             raise click.BadParameter(f"{name!r} is not a queue name", ctx, param_hint="--queue")
-    configure_logging(log_level, "text")
+    configure_logging(log_level, "json" if log_format == "json" else "text")
     server = start_server(port)
     if isinstance(server, ExitCode):
         ctx.exit(int(server))
     try:
         with sigterm_interrupts():
-            code = _serve(server.endpoint_url, target, queue_names, app_dir, factory)
+            code = _serve(
+                server.endpoint_url,
+                target,
+                queue_names,
+                app_dir,
+                factory,
+                json_logs=log_format == "json",
+            )
     except KeyboardInterrupt:
         code = ExitCode.OK
     finally:
@@ -124,6 +140,8 @@ def _serve(
     queue_names: tuple[str, ...],
     app_dir: str,
     factory: bool,
+    *,
+    json_logs: bool,
 ) -> ExitCode:
     """Create the queues, print the export line, wait for a signal (KeyboardInterrupt);
     the exit code of what went wrong first, if anything did."""
@@ -140,7 +158,7 @@ def _serve(
         return ExitCode.APP_NOT_LOADED
     except (ConfigurationError, BackendError) as exc:
         return exit_for(exc, logger)
-    print_reach_lines(endpoint_url, default_queue, json_logs=False)  # its logs are text
+    print_reach_lines(endpoint_url, default_queue, json_logs=json_logs)
     logger.info("serving until SIGINT or SIGTERM (Ctrl-C)")
     threading.Event().wait()  # a signal's KeyboardInterrupt ends it
     return ExitCode.OK  # pragma: no cover - the wait never returns

@@ -320,6 +320,20 @@ def test_aiosqsq_local_without_an_app_serves_its_queues_and_stops_on_ctrl_c() ->
     )
 
 
+def test_aiosqsq_local_with_json_logs_writes_only_json_lines() -> None:
+    port = free_port()
+    args = ("local", "--queue", "orders", "--port", str(port), "--log-format", "json")
+    with CliProcess(*args) as server:
+        server.wait_for(r'"message": "export ')
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == ExitCode.OK
+    lines = [json.loads(line) for line in server.output.splitlines()]
+    messages = [line["message"] for line in lines]
+    assert EXPORT.format(port=port, queue="orders") in messages
+    assert REACH.format(port=port) in messages
+    assert messages[-1] == "local SQS server stopped: its queues and messages are gone"
+
+
 def test_aiosqsq_local_reports_an_app_it_cannot_load() -> None:
     result = run_cli("local", "missing_module:app")
     assert result.returncode == ExitCode.APP_NOT_LOADED
