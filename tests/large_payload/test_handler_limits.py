@@ -8,12 +8,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from aiosqsq import App, HandlerSignatureError, QueueSettings
 from aiosqsq.backends.base import MessageAttributes, SendEntry
 from aiosqsq.large_payload import PayloadPointer
 from aiosqsq.testing import AppTester, error_of
+from tests.helpers import eventually
 
 MIB = 1024 * 1024
 SNS_SAMPLE = Path(__file__).parent.parent / "data" / "envelopes" / "sns_notification.json"
@@ -124,6 +126,43 @@ async def test_a_handlers_own_limit_may_be_above_the_settings() -> None:
         "PayloadTooLarge: large payload: the payload of 2097164 bytes is over "
         "QUEUE_LARGE_PAYLOAD_MAX_BYTES (1000): not loaded"
     )
+
+
+async def test_a_payload_is_fetched_only_once_its_message_has_a_handler_slot() -> None:
+    # an adaptive limit held at 2: messages are received ahead and wait for the limit
+    app = memory_app(large_payload_always=True, concurrency_min=2, concurrency_max=2)
+    payloads = app.service.large_payloads
+    assert payloads is not None
+    store, fetching = payloads.store, payloads.store.get
+    gets = 0
+
+    async def counted_get(bucket: str, key: str, *, max_bytes: int) -> bytes:
+        nonlocal gets
+        gets += 1
+        return await fetching(bucket, key, max_bytes=max_bytes)
+
+    store.get = counted_get  # type: ignore[method-assign]
+    release = anyio.Event()
+    handled: list[str] = []
+
+    @app.handler("jobs")
+    async def handle(item: str) -> None:
+        await release.wait()
+        handled.append(item)
+
+    tester = AppTester(app)
+    for number in range(8):
+        await tester.send(f"job-{number}", "jobs")
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tester.drain)
+        await eventually(lambda: bool(app.consumers))
+        [consumer] = app.consumers
+        await eventually(lambda: consumer.statistics().received >= 4)  # some wait ahead
+        assert consumer.statistics().in_flight >= 4
+        assert gets == 2  # one per running handler, none for the messages waiting
+        release.set()
+    assert sorted(handled) == [f"job-{number}" for number in range(8)]
+    assert gets == 8
 
 
 def test_a_limit_below_one_byte_is_refused_at_registration() -> None:
