@@ -18,7 +18,11 @@ RECOMMENDED_MAX_RECEIVE_COUNT = DEFAULT_MAX_RECEIVE_COUNT
 def preflight(spec: HandlerSpec, info: QueueInfo, settings: QueueSettings) -> list[str]:
     """What looks wrong in consuming ``info`` with ``spec`` under ``settings``."""
     findings: list[str] = []
-    visibility_s = settings.visibility_timeout or info.visibility_timeout_s
+    visibility_s = (
+        info.visibility_timeout_s
+        if settings.visibility_timeout is None
+        else float(settings.visibility_timeout)
+    )
     if info.dead_letter_queue_url is None:
         findings.append(
             f"queue {info.name} has no dead-letter queue (RedrivePolicy): failing messages "
@@ -49,7 +53,14 @@ def preflight(spec: HandlerSpec, info: QueueInfo, settings: QueueSettings) -> li
             "its messages hidden, but if this process dies they come back only after "
             "the visibility timeout"
         )
-    if 0 < visibility_s < 2:
+    if visibility_s == 0:
+        findings.append(
+            f"queue {info.name} is consumed with a visibility timeout of 0 s: a message is "
+            "visible again as soon as it is received, so other receives get it again "
+            "while its handler runs (duplicates); set QUEUE_VISIBILITY_TIMEOUT, or the "
+            "queue's VisibilityTimeout, to more than a handler call takes"
+        )
+    elif visibility_s < 2:
         findings.append(
             f"queue {info.name} has a visibility timeout of {visibility_s:g} s: the "
             "heartbeat must extend it every fraction of a second, and any event-loop "

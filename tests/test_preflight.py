@@ -65,6 +65,29 @@ def test_a_handler_timeout_longer_than_the_visibility_timeout() -> None:
     assert "may run 120 s, longer than queue orders's visibility timeout of 30 s" in finding
 
 
+@pytest.mark.parametrize(
+    ("setting", "queue_s"), [(0, 30.0), (None, 0.0)], ids=["the setting", "the queue's"]
+)
+def test_a_visibility_timeout_of_zero(setting: int | None, queue_s: float) -> None:
+    settings = QueueSettings(visibility_timeout=setting)
+    (finding,) = preflight(_spec(), _info(visibility_timeout_s=queue_s), settings)
+    assert finding.startswith(
+        "queue orders is consumed with a visibility timeout of 0 s: a message is visible "
+        "again as soon as it is received"
+    )
+
+
+def test_the_setting_overrides_the_queues_visibility_timeout() -> None:
+    (finding,) = preflight(
+        _spec(), _info(visibility_timeout_s=0.0), QueueSettings(visibility_timeout=1)
+    )
+    assert "has a visibility timeout of 1 s" in finding
+    assert (
+        preflight(_spec(), _info(visibility_timeout_s=0.0), QueueSettings(visibility_timeout=30))
+        == []
+    )
+
+
 async def test_findings_are_logged_at_start(caplog: pytest.LogCaptureFixture) -> None:
     backend = MemoryBackend()
     await make_queue(backend, max_receive_count=None)
