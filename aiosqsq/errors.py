@@ -47,14 +47,20 @@ class BackendError(AiosqsqError):
 
     ``code`` is SQS's error code (``AWS.SimpleQueueService.NonExistentQueue``,
     ``TooManyEntriesInBatchRequest``, ...) and ``retryable`` says whether trying the
-    same request again later may succeed (throttling, 5xx, network).
+    same request again later may succeed (throttling, 5xx, network). ``throttled`` says
+    the service refused the call for its rate: the backend that translated the error
+    decides it from the service's code, so that callers (the adaptive limit) never match
+    codes themselves. A throttled error is always retryable.
     """
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, code: str, message: str, *, retryable: bool = False, throttled: bool = False
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.retryable = retryable
+        self.retryable = retryable or throttled
+        self.throttled = throttled
 
 
 class QueueNotFoundError(BackendError):

@@ -4,7 +4,8 @@ The only module of aiosqsq that talks to S3. It connects as the SQS backend does
 ``QUEUE_AWS_*`` keys (or the default credential chain), the same region, an aioboto3
 client created on first use and closed by :meth:`S3ObjectStore.aclose`;
 ``QUEUE_S3_ENDPOINT_URL`` points it at moto or LocalStack (path-style addressing).
-Errors are translated in :func:`_translate`; no text of S3's reaches an error unscrubbed.
+Errors are translated in :func:`_translate` (throttling, S3's ``SlowDown`` or KMS's, with
+``throttled=True``); no text of S3's reaches an error unscrubbed.
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aioboto3  # type: ignore[import-untyped]
 from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
 
+from aiosqsq.backends.error_codes import THROTTLING_CODES
 from aiosqsq.backends.object_store import (
     MAX_DELETE_KEYS,
     DeleteFailure,
     ObjectNotFoundError,
     ObjectTooLargeError,
-    is_loopback_url,
 )
-from aiosqsq.backends.sqs import client_config
+from aiosqsq.backends.sqs import client_config, method_name
 from aiosqsq.backends.sqs_config import SQSConfig
-from aiosqsq.errors import AccessError, BackendError, ConfigurationError
+from aiosqsq.backends.sqs_connection import checked_endpoint
+from aiosqsq.errors import AccessError, BackendError
 from aiosqsq.redaction import install_log_redaction, scrub
 
 logger = logging.getLogger(__name__)
@@ -49,19 +50,8 @@ _DENIED = frozenset(
         "InvalidToken",
     }
 )
-_TRANSIENT = frozenset(
-    {
-        "SlowDown",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "Throttling",
-        "ThrottlingException",
-        "KMS.ThrottlingException",
-        "500",
-        "503",
-    }
-)
+# Throttling (SlowDown, KMS.ThrottlingException, ...) is in error_codes.THROTTLING_CODES.
+_TRANSIENT = frozenset({"InternalError", "ServiceUnavailable", "RequestTimeout", "500", "503"})
 
 
 class S3ObjectStore:
@@ -76,7 +66,9 @@ class S3ObjectStore:
         max_connections: int = 20,
     ) -> None:
         self._config = config
-        self._endpoint_url = checked_endpoint(endpoint_url)
+        self._endpoint_url = checked_endpoint(
+            endpoint_url, "QUEUE_S3_ENDPOINT_URL", "https://s3.eu-west-1.amazonaws.com"
+        )
         self._session = aioboto3.Session()
         configured = self._session.region_name
         self._region = region or (configured if isinstance(configured, str) else None)
@@ -149,7 +141,7 @@ class S3ObjectStore:
 
     async def _call(self, operation: str, bucket: str, key: str, **params: Any) -> Any:
         client = self._client if self._client is not None else await self._open()
-        method = getattr(client, _snake_case(operation))
+        method = getattr(client, method_name(operation))
         try:
             return await method(**params)
         except (boto_errors.ClientError, boto_errors.BotoCoreError, OSError, TimeoutError) as exc:
@@ -181,27 +173,6 @@ class S3ObjectStore:
         return self._client
 
 
-def checked_endpoint(url: str | None) -> str | None:
-    """``QUEUE_S3_ENDPOINT_URL`` if it is an https URL, or http on a loopback host; raises
-    :class:`ConfigurationError` otherwise (never quoting a user name or password)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError(
-            "QUEUE_S3_ENDPOINT_URL is invalid (value hidden): it must not contain a user name "
-            "or password"
-        )
-    if parts.scheme not in ("http", "https") or (
-        parts.scheme == "http" and not is_loopback_url(url)
-    ):
-        raise ConfigurationError(
-            f"QUEUE_S3_ENDPOINT_URL={url!r} is invalid: expected an https URL, or http on a "
-            "loopback host such as http://127.0.0.1:5000"
-        )
-    return url
-
-
 def _translate(exc: BaseException, operation: str, bucket: str, key: str) -> BackendError:
     where = f"{operation} of s3://{bucket}/{key}"
     if isinstance(exc, boto_errors.ClientError):
@@ -213,14 +184,13 @@ def _translate(exc: BaseException, operation: str, bucket: str, key: str) -> Bac
         if code in _DENIED or status == 403:
             return AccessError(code, f"{where} was denied: check the IAM policy and KMS key")
         message = scrub(str(error.get("Message", "")))[:200]
-        retryable = code in _TRANSIENT or status >= 500
-        return BackendError(code, f"{where} failed: {message}", retryable=retryable)
+        throttled = code in THROTTLING_CODES
+        retryable = throttled or code in _TRANSIENT or status >= 500
+        return BackendError(
+            code, f"{where} failed: {message}", retryable=retryable, throttled=throttled
+        )
     if isinstance(exc, boto_errors.NoCredentialsError):
         return AccessError("NoCredentials", f"{where}: no AWS credentials found")
     return BackendError(
         type(exc).__name__, f"{where} failed: {scrub(str(exc))[:200]}", retryable=True
     )
-
-
-def _snake_case(operation: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")

@@ -1,29 +1,16 @@
 """The SQS backend: :class:`~aiosqsq.backends.base.QueueBackend` on Amazon SQS.
 
-With :mod:`aiosqsq.backends.sqs_lean`, the only modules of aiosqsq that import
-aioboto3/aiobotocore/botocore. One long-lived client per backend (created on first use,
-closed by :meth:`SQSBackend.aclose`) shares one aiohttp connection pool between pollers,
-acker, heartbeat and producer. The calls made per message go through the lean transport
-on that pool when ``SQSConfig.transport`` is ``lean`` (the default), every other call
-through the client; the lean transport raises botocore's exceptions, so both paths meet
-in :func:`_translate`.
-
-Errors are translated in one place, :func:`_translate`:
-
-==========================================================  ====================================
-SQS / botocore                                              raised
-==========================================================  ====================================
-``QueueDoesNotExist`` / ``NonExistentQueue``                :class:`QueueNotFoundError` (queue)
-``TooManyEntriesInBatchRequest``, ``BatchEntryIdsNot...``,  :class:`BatchRequestError`, code
-``EmptyBatchRequest``, ``BatchRequestTooLong``,             ``AWS.SimpleQueueService.<Code>``
-``InvalidBatchEntryId``
-throttling, ``OverLimit``, HTTP 5xx, connection errors and  :class:`BackendError`,
-timeouts                                                    ``retryable=True``
-access denied, expired/invalid credentials, no credentials  :class:`BackendError`,
-                                                            ``retryable=False``, naming the
-                                                            operation and the queue
-anything else SQS refuses                                   :class:`BackendError` (its code)
-==========================================================  ====================================
+With :mod:`~aiosqsq.backends.sqs_lean` and :mod:`~aiosqsq.backends.sqs_errors`, the only
+modules of aiosqsq that import aioboto3/aiobotocore/botocore for SQS. One long-lived
+client per backend (created on first use, closed by :meth:`SQSBackend.aclose`) shares one
+aiohttp connection pool between pollers, acker, heartbeat and producer. The calls made per
+message go through the lean transport on that pool when ``SQSConfig.transport`` is
+``lean`` (the default), every other call through the client; the lean transport raises
+botocore's exceptions, so both paths meet in one translation,
+:func:`aiosqsq.backends.sqs_errors.translate` (its docstring has the table of what becomes
+what; throttling comes back with ``throttled=True``). Request and response shapes are in
+:mod:`~aiosqsq.backends.sqs_shapes`, the checks of the configuration in
+:mod:`~aiosqsq.backends.sqs_connection`.
 
 No exception text or log line carries key material: server messages are scrubbed, auth
 failures never quote the server, and botocore's own DEBUG wire logs pass through a filter
@@ -39,13 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aioboto3  # type: ignore[import-untyped]
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
@@ -53,35 +38,36 @@ from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
 from botocore.context import get_context  # type: ignore[import-untyped]
 
 from aiosqsq.backends.base import (
-    BatchFailure,
     BatchResult,
     DeleteEntry,
-    MessageAttributes,
-    MessageAttributeValue,
     QueueDepth,
     QueueInfo,
     QueueMessage,
     SendEntry,
     VisibilityEntry,
 )
-from aiosqsq.backends.limits import CODE_PREFIX, check_batch, check_send_batch
-from aiosqsq.backends.object_store import is_loopback_url
+from aiosqsq.backends.limits import check_batch, check_send_batch
 from aiosqsq.backends.queue_address import is_queue_url, queue_name
 from aiosqsq.backends.sqs_config import SQSConfig, SQSConfigSource
+from aiosqsq.backends.sqs_connection import check_credentials, checked_endpoint, resolve_region
+from aiosqsq.backends.sqs_errors import malformed_response, translate
 from aiosqsq.backends.sqs_lean import OPERATIONS as LEAN_OPERATIONS
 from aiosqsq.backends.sqs_lean import LeanTransport
-from aiosqsq.errors import (
-    AccessError,
-    BackendError,
-    BatchRequestError,
-    ConfigurationError,
-    QueueNotFoundError,
+from aiosqsq.backends.sqs_shapes import (
+    batch_result,
+    items,
+    mapping,
+    queue_message,
+    redrive_policy,
+    send_entry,
+    sibling_url,
+    text,
 )
-from aiosqsq.redaction import install_log_redaction, scrub
+from aiosqsq.errors import AccessError, BackendError, ConfigurationError, QueueNotFoundError
+from aiosqsq.redaction import install_log_redaction
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REGION: Final = "us-east-1"  # only when no region is configured anywhere
 # SQS long polls last up to 20 s; the read timeout must outlast them or every idle poll
 # would end in a ReadTimeoutError (and, with a response lost, hidden messages: F14).
 READ_TIMEOUT_S: Final = 25.0
@@ -106,57 +92,6 @@ SYSTEM_ATTRIBUTES: Final = (
 )
 
 _USER_AGENT_CACHE_SIZE: Final = 64  # distinct feature-id sets; a handful in practice
-
-_AWS_QUEUE_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?")
-
-# Error codes, without the "AWS.SimpleQueueService." prefix of the query protocol.
-_NOT_FOUND = frozenset({"QueueDoesNotExist", "NonExistentQueue"})
-_BATCH = frozenset(
-    [
-        "TooManyEntriesInBatchRequest",
-        "BatchEntryIdsNotDistinct",
-        "EmptyBatchRequest",
-        "BatchRequestTooLong",
-        "InvalidBatchEntryId",
-    ]
-)
-_THROTTLED = frozenset(
-    [
-        "ThrottlingException",
-        "Throttling",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "KmsThrottled",
-        "OverLimit",
-    ]
-)
-# QueueDeletedRecently: SQS asks for 60 s before a deleted queue's name is reused.
-_TRANSIENT = frozenset(
-    [
-        "InternalError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "QueueDeletedRecently",
-    ]
-)
-_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied"})
-_BAD_CREDENTIALS = frozenset(
-    [
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidAccessKeyId",
-        "MissingAuthenticationToken",
-        "InvalidSecurity",
-        "AuthFailure",
-    ]
-)
 
 
 class SQSBackend:
@@ -185,12 +120,12 @@ class SQSBackend:
             raise ValueError(f"max_connections={max_connections!r}: expected an integer >= 1")
         if not isinstance(config, SQSConfig):
             config = config.sqs_config()  # QueueSettings, or anything else that builds one
-        self._endpoint_url = _checked_endpoint(config.endpoint_url)
-        _check_credentials(config)
+        self._endpoint_url = checked_endpoint(config.endpoint_url)
+        check_credentials(config)
         self._config = config
         self._max_connections = max_connections
         self._session = aioboto3.Session()
-        self._region, self._region_source = _resolve_region(config, self._session)
+        self._region, self._region_source = resolve_region(config, self._session)
         self._client: Any = None
         self._lean: LeanTransport | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -247,7 +182,7 @@ class SQSBackend:
         if name_or_url.startswith("arn:"):
             return await self._url_for_arn(name_or_url)
         response = await self._call("GetQueueUrl", name_or_url, QueueName=name_or_url)
-        return _text(response, "QueueUrl")
+        return text(response, "QueueUrl")
 
     async def get_queue_info(self, queue_url: str) -> QueueInfo:
         attributes = await self._attributes(
@@ -262,7 +197,7 @@ class SQSBackend:
         )
         arn = attributes.get("QueueArn", "")
         name = queue_name(arn or queue_url)
-        target_arn, max_receive_count = _redrive_policy(queue_url, attributes.get("RedrivePolicy"))
+        target_arn, max_receive_count = self._redrive_policy(queue_url, attributes)
         dead_letter_queue_url = None
         if target_arn is not None:
             try:
@@ -271,7 +206,7 @@ class SQSBackend:
                 # sqs:GetQueueUrl on the dead-letter queue is not in a consumer's least
                 # privileges: a queue of the same account and region has the same URL but
                 # for its name
-                dead_letter_queue_url = _sibling_url(queue_url, arn, target_arn)
+                dead_letter_queue_url = sibling_url(queue_url, arn, target_arn)
                 if dead_letter_queue_url is None:
                     raise
             except QueueNotFoundError:
@@ -314,7 +249,7 @@ class SQSBackend:
         response = await self._call(
             "CreateQueue", name, QueueName=name, Attributes=dict(attributes or {})
         )
-        return _text(response, "QueueUrl")
+        return text(response, "QueueUrl")
 
     async def delete_queue(self, queue_url: str) -> None:
         await self._call("DeleteQueue", queue_url, QueueUrl=queue_url)
@@ -345,7 +280,7 @@ class SQSBackend:
         if attempt_id is not None:
             params["ReceiveRequestAttemptId"] = attempt_id  # FIFO: a retry gets the same batch
         response = await self._call("ReceiveMessage", queue_url, **params)
-        return [_queue_message(queue_url, raw) for raw in _items(response, "Messages")]
+        return [queue_message(queue_url, raw) for raw in items(response, "Messages")]
 
     async def delete_batch(self, queue_url: str, entries: Sequence[DeleteEntry]) -> BatchResult:
         check_batch("DeleteMessageBatch", entries)
@@ -355,7 +290,7 @@ class SQSBackend:
             QueueUrl=queue_url,
             Entries=[{"Id": entry.id, "ReceiptHandle": entry.receipt_handle} for entry in entries],
         )
-        return _batch_result(response)
+        return batch_result(response)
 
     async def change_visibility_batch(
         self, queue_url: str, entries: Sequence[VisibilityEntry]
@@ -375,7 +310,7 @@ class SQSBackend:
                 for entry in entries
             ],
         )
-        return _batch_result(response)
+        return batch_result(response)
 
     async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         """SendMessageBatch. ``delay_s=0`` leaves ``DelaySeconds`` out, so the queue's own
@@ -385,9 +320,9 @@ class SQSBackend:
             "SendMessageBatch",
             queue_url,
             QueueUrl=queue_url,
-            Entries=[_send_entry(entry) for entry in entries],
+            Entries=[send_entry(entry) for entry in entries],
         )
-        return _batch_result(response, message_ids=True)
+        return batch_result(response, message_ids=True)
 
     async def aclose(self) -> None:
         """Close the client and its connections; idempotent. Calls still in flight fail."""
@@ -403,7 +338,19 @@ class SQSBackend:
         response = await self._call(
             "GetQueueAttributes", queue_url, QueueUrl=queue_url, AttributeNames=list(names)
         )
-        return {str(key): str(value) for key, value in _mapping(response, "Attributes").items()}
+        return {str(key): str(value) for key, value in mapping(response, "Attributes").items()}
+
+    @staticmethod
+    def _redrive_policy(
+        queue_url: str, attributes: Mapping[str, str]
+    ) -> tuple[str | None, int | None]:
+        try:
+            return redrive_policy(attributes.get("RedrivePolicy"))
+        except ValueError:
+            logger.warning(
+                "queue %s: its RedrivePolicy is not valid JSON of SQS's shape", queue_url
+            )
+            return None, None
 
     async def _url_for_arn(self, arn: str) -> str:
         # arn:<partition>:sqs:<region>:<account>:<name>
@@ -416,7 +363,7 @@ class SQSBackend:
         response = await self._call(
             "GetQueueUrl", arn, QueueName=parts[5], QueueOwnerAWSAccountId=parts[4]
         )
-        return _text(response, "QueueUrl")
+        return text(response, "QueueUrl")
 
     async def _call(self, operation: str, queue: str, **params: Any) -> Mapping[str, Any]:
         """Run one SQS operation, translating every botocore failure (see the module doc)."""
@@ -426,16 +373,11 @@ class SQSBackend:
             if lean is not None and operation in LEAN_OPERATIONS:
                 response: Any = await lean.call(operation, params)
             else:
-                response = await getattr(client, _snake_case(operation))(**params)
+                response = await getattr(client, method_name(operation))(**params)
         except (boto_errors.ClientError, boto_errors.BotoCoreError) as exc:
-            raise _translate(exc, operation, queue) from None
+            raise translate(exc, operation, queue) from None
         except ValueError as exc:  # a body the SDK cannot decode (a proxy's error page)
-            raise BackendError(
-                "MalformedResponse",
-                f"sqs:{operation} on queue {queue!r} failed: the response could not be parsed "
-                f"({type(exc).__name__})",
-                retryable=True,
-            ) from None
+            raise malformed_response(exc, operation, queue) from None
         return response if isinstance(response, Mapping) else {}
 
     async def _open(self) -> Any:
@@ -522,28 +464,6 @@ def _cache_user_agent(client: Any) -> None:
 # --- configuration ---------------------------------------------------------------------
 
 
-def _checked_endpoint(url: str | None) -> str | None:
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError(
-            "QUEUE_SQS_ENDPOINT_URL is invalid (value hidden): it must not contain a user "
-            "name or password, expected a URL such as https://sqs.eu-west-1.amazonaws.com"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"QUEUE_SQS_ENDPOINT_URL={url!r} is invalid: expected a URL such as "
-            "https://sqs.eu-west-1.amazonaws.com or http://127.0.0.1:5000"
-        )
-    if parts.scheme == "http" and not is_loopback_url(url):
-        raise ConfigurationError(
-            f"QUEUE_SQS_ENDPOINT_URL={url!r} is invalid: plain http is allowed only for a "
-            "loopback host (127.0.0.0/8, localhost, ::1); use https"
-        )
-    return url
-
-
 def client_config(*, read_timeout_s: float, max_connections: int, **extra: Any) -> Any:
     """The aiobotocore client configuration every aiosqsq client shares (SQS, S3):
     timeouts, pool size and botocore's standard retries; ``extra`` per service."""
@@ -556,237 +476,7 @@ def client_config(*, read_timeout_s: float, max_connections: int, **extra: Any) 
     )
 
 
-def _check_credentials(config: SQSConfig) -> None:
-    has_key = config.access_key_id is not None
-    has_secret = config.secret_access_key is not None
-    if has_key != has_secret:
-        raise ConfigurationError(
-            "QUEUE_AWS_ACCESS_KEY_ID and QUEUE_AWS_SECRET_ACCESS_KEY must be set together "
-            "(or neither, to use the default AWS credential chain)"
-        )
-    if config.session_token is not None and not has_key:
-        raise ConfigurationError(
-            "QUEUE_AWS_SESSION_TOKEN needs QUEUE_AWS_ACCESS_KEY_ID and "
-            "QUEUE_AWS_SECRET_ACCESS_KEY as well"
-        )
-
-
-def _resolve_region(config: SQSConfig, session: Any) -> tuple[str, str]:
-    if config.region:
-        return config.region, "QUEUE_AWS_REGION"
-    if config.queue_url and is_queue_url(config.queue_url):
-        match = _AWS_QUEUE_HOST.fullmatch(urlsplit(config.queue_url).hostname or "")
-        if match:
-            return match.group(1), "the queue URL"
-    configured = session.region_name
-    if isinstance(configured, str) and configured:
-        return configured, "the AWS configuration"
-    return DEFAULT_REGION, "default: no region configured"
-
-
-# --- request and response shapes -------------------------------------------------------
-
-
-def _send_entry(entry: SendEntry) -> dict[str, Any]:
-    raw: dict[str, Any] = {"Id": entry.id, "MessageBody": entry.body}
-    if entry.delay_s:
-        raw["DelaySeconds"] = entry.delay_s
-    if entry.message_attributes:
-        raw["MessageAttributes"] = {
-            name: dict(value) for name, value in entry.message_attributes.items()
-        }
-    if entry.group_id is not None:
-        raw["MessageGroupId"] = entry.group_id
-    if entry.deduplication_id is not None:
-        raw["MessageDeduplicationId"] = entry.deduplication_id
-    return raw
-
-
-def _queue_message(queue_url: str, raw: Mapping[str, Any]) -> QueueMessage:
-    # Run for every message received: positional arguments and plain copies (see
-    # _string_map) keep it to about a microsecond.
-    message_attributes = raw.get("MessageAttributes")
-    return QueueMessage(
-        queue_url,
-        _text(raw, "MessageId"),
-        _text(raw, "ReceiptHandle"),
-        _text(raw, "Body"),
-        _string_map(raw.get("Attributes")),
-        _message_attributes(message_attributes)
-        if message_attributes and isinstance(message_attributes, Mapping)
-        else {},
-    )
-
-
-def _string_map(value: object) -> dict[str, str]:
-    """``value`` as a new dict of strings; botocore's parsed maps already hold only strings,
-    so that is a plain copy after a check."""
-    if not isinstance(value, Mapping):
-        return {}
-    copied = dict(value)
-    for key, item in copied.items():
-        if type(key) is not str or type(item) is not str:
-            return {str(k): str(v) for k, v in copied.items()}
-    return copied
-
-
-def _message_attributes(raw: Mapping[str, Any]) -> MessageAttributes:
-    attributes: dict[str, MessageAttributeValue] = {}
-    for name, value in raw.items():
-        if not isinstance(value, Mapping):
-            continue
-        attribute = MessageAttributeValue(DataType=str(value.get("DataType", "String")))
-        if isinstance(value.get("StringValue"), str):
-            attribute["StringValue"] = value["StringValue"]
-        if isinstance(value.get("BinaryValue"), bytes | bytearray):
-            attribute["BinaryValue"] = bytes(value["BinaryValue"])
-        attributes[str(name)] = attribute
-    return attributes
-
-
-def _batch_result(response: Mapping[str, Any], *, message_ids: bool = False) -> BatchResult:
-    successful = _items(response, "Successful")
-    return BatchResult(
-        successful=tuple(_text(entry, "Id") for entry in successful),
-        failed=tuple(
-            BatchFailure(
-                id=_text(entry, "Id"),
-                code=_text(entry, "Code"),
-                message=scrub(_text(entry, "Message")),
-                sender_fault=entry.get("SenderFault") is True,
-            )
-            for entry in _items(response, "Failed")
-        ),
-        message_ids=(
-            {_text(entry, "Id"): _text(entry, "MessageId") for entry in successful}
-            if message_ids
-            else {}
-        ),
-    )
-
-
-def _sibling_url(queue_url: str, queue_arn: str, other_arn: str) -> str | None:
-    """The URL of the queue ``other_arn`` when it is in ``queue_arn``'s partition, region
-    and account and ``queue_url`` has SQS's ``.../ACCOUNT/NAME`` form; else None."""
-    ours, theirs = queue_arn.split(":", 5), other_arn.split(":", 5)
-    if len(ours) != 6 or len(theirs) != 6 or ours[:5] != theirs[:5]:
-        return None
-    base, account, name = queue_url.rstrip("/").rsplit("/", 2)
-    if (account, name) != (ours[4], ours[5]):
-        return None
-    return f"{base}/{account}/{theirs[5]}"
-
-
-def _redrive_policy(queue_url: str, policy: str | None) -> tuple[str | None, int | None]:
-    """(deadLetterTargetArn, maxReceiveCount) from a RedrivePolicy, or (None, None)."""
-    if not policy:
-        return None, None
-    try:
-        parsed = json.loads(policy)
-        target = parsed["deadLetterTargetArn"]
-        count = int(parsed["maxReceiveCount"])  # SQS returns it as a string or a number
-    except (ValueError, TypeError, KeyError):
-        logger.warning("queue %s: its RedrivePolicy is not valid JSON of SQS's shape", queue_url)
-        return None, None
-    return (target if isinstance(target, str) else None), count
-
-
 @functools.cache  # a dozen operation names, looked up on every call: no regex per request
-def _snake_case(operation: str) -> str:
+def method_name(operation: str) -> str:
+    """The aioboto3 client method of an AWS operation: ``GetQueueUrl`` -> ``get_queue_url``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
-
-
-def _mapping(value: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    item = value.get(key)
-    return item if isinstance(item, Mapping) else {}
-
-
-def _items(value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    item = value.get(key)
-    if not isinstance(item, list):
-        return []
-    return [entry for entry in item if isinstance(entry, Mapping)]
-
-
-def _text(value: Mapping[str, Any], key: str) -> str:
-    item = value.get(key)
-    return item if isinstance(item, str) else ""
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-def _translate(exc: Exception, operation: str, queue: str) -> BackendError:
-    """The one place where botocore's failures become aiosqsq's (module docstring)."""
-    action = f"sqs:{operation} on queue {queue!r}"
-    if isinstance(exc, boto_errors.ClientError):
-        return _translate_client_error(exc, operation, queue, action)
-    name = type(exc).__name__
-    if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
-        return AccessError(
-            "NoCredentials",
-            f"{action} failed: no usable AWS credentials; set QUEUE_AWS_ACCESS_KEY_ID and "
-            "QUEUE_AWS_SECRET_ACCESS_KEY or configure the default AWS credential chain",
-        )
-    if isinstance(exc, boto_errors.CredentialRetrievalError):
-        return BackendError(
-            "CredentialRetrievalError",
-            f"{action} failed: the default AWS credential chain could not fetch credentials",
-            retryable=True,
-        )
-    if isinstance(exc, boto_errors.SSLError):
-        return BackendError(
-            "SSLError",
-            f"{action} failed: TLS verification of the endpoint failed ({scrub(str(exc))})",
-        )
-    if isinstance(exc, boto_errors.ConnectionError | boto_errors.HTTPClientError):
-        return BackendError(name, f"{action} failed: {scrub(str(exc))}", retryable=True)
-    return BackendError(name, f"{action} failed: {scrub(str(exc))}")
-
-
-def _translate_client_error(exc: Any, operation: str, queue: str, action: str) -> BackendError:
-    response = exc.response if isinstance(exc.response, Mapping) else {}
-    error = _mapping(response, "Error")
-    code = _text(error, "Code") or "Unknown"
-    # botocore surfaces the query-protocol code (AWS.SimpleQueueService.NonExistentQueue)
-    # when SQS sends it, and the JSON-protocol name (QueueDoesNotExist) otherwise.
-    bare = {
-        code.removeprefix(CODE_PREFIX),
-        _text(error, "QueryErrorCode").removeprefix(CODE_PREFIX),
-    }
-    status = _mapping(response, "ResponseMetadata").get("HTTPStatusCode")
-    if bare & _NOT_FOUND:
-        return QueueNotFoundError(queue, operation)
-    if bare & _BATCH:
-        batch_code = sorted(bare & _BATCH)[0]
-        return BatchRequestError(
-            f"{CODE_PREFIX}{batch_code}", f"{operation}: {_server_message(error)}"
-        )
-    if "PurgeQueueInProgress" in bare:  # a 403, yet not about access: SQS's 60 s rule
-        return BackendError(
-            code,
-            f"{action} was refused: SQS allows one purge of a queue every 60 seconds "
-            f"({code}); the last purge may still be deleting messages: try again in a minute",
-        )
-    throttled = bare & (_THROTTLED | _TRANSIENT)
-    if bare & _DENIED or (status == 403 and not throttled and not bare & _BAD_CREDENTIALS):
-        # a 403 that is not throttling (RequestThrottled, OverLimit) is an authorization
-        # failure, even when its body cannot be parsed (moto's IAM errors are XML)
-        return AccessError(
-            code,
-            f"{action} was denied ({code}): allow sqs:{operation} on this queue in the "
-            "caller's IAM policy (and kms:Decrypt for an SSE-KMS queue)",
-        )
-    if bare & _BAD_CREDENTIALS:
-        return AccessError(
-            code,
-            f"{action} was refused: the AWS credentials are invalid or expired ({code}); "
-            "check QUEUE_AWS_ACCESS_KEY_ID, QUEUE_AWS_SECRET_ACCESS_KEY and "
-            "QUEUE_AWS_SESSION_TOKEN, or the default credential chain",
-        )
-    retryable = bool(throttled) or (isinstance(status, int) and status >= 500)
-    return BackendError(code, f"{action} failed: {_server_message(error)}", retryable=retryable)
-
-
-def _server_message(error: Mapping[str, Any]) -> str:
-    return scrub(_text(error, "Message")) or "(no message)"

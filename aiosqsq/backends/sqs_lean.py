@@ -51,6 +51,7 @@ from botocore.awsrequest import prepare_request_dict  # type: ignore[import-unty
 from botocore.utils import normalize_url_path  # type: ignore[import-untyped]
 from yarl import URL
 
+from aiosqsq.backends.error_codes import SDK_RETRIED_THROTTLING_CODES
 from aiosqsq.backends.sigv4 import SigV4Signer
 
 logger = logging.getLogger(__name__)
@@ -66,25 +67,8 @@ OPERATIONS: Final = frozenset(
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 TARGET_PREFIX: Final = "AmazonSQS."
 
-# botocore.retries.standard, the "standard" retry mode the botocore transport runs in.
-_THROTTLED_CODES: Final = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
+# botocore.retries.standard, the "standard" retry mode the botocore transport runs in:
+# its throttling codes (aiosqsq.backends.error_codes), these, and 5xx statuses.
 _TRANSIENT_CODES: Final = frozenset(
     {"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"}
 )
@@ -236,7 +220,7 @@ class LeanTransport:
                     error = parse_error(status, headers, raw)
                 code = error["Error"]["Code"]
                 retryable = (
-                    code in _THROTTLED_CODES
+                    code in SDK_RETRIED_THROTTLING_CODES
                     or code in _TRANSIENT_CODES
                     or status in _TRANSIENT_STATUSES
                 )

@@ -31,17 +31,6 @@ from aiosqsq.errors import CALL_FAILURES, BackendError, is_transient
 logger = logging.getLogger("aiosqsq.consumer")
 
 _SHORT_POLL_PAUSE_S = 0.1
-# Error codes of SQS (and KMS behind it) that say "too many requests": the limit shrinks.
-_THROTTLING_MARKERS = ("Throttl", "OverLimit", "RequestLimitExceeded", "SlowDown")
-
-
-def is_throttling(exc: BaseException) -> bool:
-    """Whether a failed call was refused for its rate (a retryable throttling error)."""
-    return (
-        isinstance(exc, BackendError)
-        and exc.retryable
-        and any(marker in exc.code for marker in _THROTTLING_MARKERS)
-    )
 
 
 class Pollers:
@@ -49,7 +38,8 @@ class Pollers:
     set: ``config.pollers_for(limit)`` of them at the current limit.
 
     ``hold_limit()`` and ``receive_size()`` are read before each receive (they follow
-    the limit); ``feedback`` is told of each receive and of throttling.
+    the limit); ``feedback`` is told of each receive and of each receive the backend
+    reports throttled (``BackendError.throttled``).
     """
 
     def __init__(
@@ -149,7 +139,8 @@ class Pollers:
                 self._slots.release(reserved)
                 if not is_transient(exc):
                     raise
-                if self._feedback is not None and is_throttling(exc):
+                # the backend that translated the error knows whether it was throttling
+                if self._feedback is not None and isinstance(exc, BackendError) and exc.throttled:
                     self._feedback.throttled()
                 failures += 1
                 delay_s = retry_delay_s(failures, base_s=0.1, max_s=5.0)

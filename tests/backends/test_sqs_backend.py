@@ -708,19 +708,32 @@ async def test_throttling_is_retryable_after_botocore_retries(
     fault_server.query_code = "RequestThrottled"
     with pytest.raises(BackendError) as caught:
         await faulty_backend.delete_batch(QUEUE, [DeleteEntry("a", "h")])
-    assert (caught.value.code, caught.value.retryable) == ("RequestThrottled", True)
+    error = caught.value
+    assert (error.code, error.retryable, error.throttled) == ("RequestThrottled", True, True)
     assert len(fault_server.requests) == 3  # botocore's standard mode, 3 attempts in all
 
 
+@pytest.mark.parametrize("error_type", ["OverLimit", "KmsThrottled"])
+async def test_throttling_botocore_does_not_retry_is_tried_once_on_both_transports(
+    faulty_backend: SQSBackend, fault_server: _FaultServer, error_type: str
+) -> None:
+    fault_server.status, fault_server.error_type = 403, error_type
+    with pytest.raises(BackendError) as caught:
+        await faulty_backend.delete_batch(QUEUE, [DeleteEntry("a", "h")])
+    assert (caught.value.code, caught.value.throttled) == (error_type, True)
+    assert len(fault_server.requests) == 1  # the engine's backoff retries it, not the SDK
+
+
 @pytest.mark.parametrize(
-    ("status", "error_type"),
+    ("status", "error_type", "throttled"),
     [
-        (400, "ThrottlingException"),
-        (400, "KmsThrottled"),
-        (403, "OverLimit"),
-        (500, "InternalError"),
-        (503, "ServiceUnavailable"),
-        (502, "SomethingNew"),
+        (400, "ThrottlingException", True),
+        (400, "KmsThrottled", True),
+        (403, "OverLimit", True),
+        (400, "RequestLimitExceeded", True),
+        (500, "InternalError", False),
+        (503, "ServiceUnavailable", False),
+        (502, "SomethingNew", False),
     ],
 )
 async def test_transient_errors_are_retryable(
@@ -729,12 +742,21 @@ async def test_transient_errors_are_retryable(
     monkeypatch: pytest.MonkeyPatch,
     status: int,
     error_type: str,
+    throttled: bool,
 ) -> None:
     monkeypatch.setattr(sqs, "MAX_ATTEMPTS", 1)  # the classification, not botocore's retries
     fault_server.status, fault_server.error_type = status, error_type
     with pytest.raises(BackendError) as caught:
         await faulty_backend.get_queue_depth(QUEUE)
-    assert (caught.value.code, caught.value.retryable) == (error_type, True)
+    with pytest.raises(BackendError) as caught_receive:  # the lean transport, with "lean"
+        await faulty_backend.receive(QUEUE, max_messages=1, wait_time_s=0)
+    for error in (caught.value, caught_receive.value):
+        assert (type(error), error.code, error.retryable, error.throttled) == (
+            BackendError,
+            error_type,
+            True,
+            throttled,
+        )
 
 
 async def test_other_client_errors_keep_their_code(

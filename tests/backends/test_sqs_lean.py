@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import botocore.auth  # type: ignore[import-untyped]
+import botocore.exceptions  # type: ignore[import-untyped]
 import botocore.session  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
@@ -42,6 +43,7 @@ from aiosqsq.backends.base import (
 from aiosqsq.backends.sigv4 import SigV4Signer, canonical_headers
 from aiosqsq.backends.sqs import SQSBackend
 from aiosqsq.backends.sqs_config import SQSConfig, Transport
+from aiosqsq.backends.sqs_errors import translate
 from aiosqsq.backends.sqs_lean import parse_error, parse_response
 from aiosqsq.errors import AccessError
 from tests.backends.loopback import serve
@@ -437,6 +439,17 @@ def test_errors_parse_as_botocore_parses_them(sqs_model: Any, name: str) -> None
         return
     expected = _botocore_parse(sqs_model, "ReceiveMessage", status, headers, raw)
     assert parse_error(status, headers, raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "throttled"),
+    [("throttled", True), ("malformed-query-header", True), ("json-500", False)],
+)
+def test_parsed_errors_translate_throttling_as_throttled(name: str, throttled: bool) -> None:
+    status, headers, raw = ERRORS[name]
+    raised = botocore.exceptions.ClientError(parse_error(status, headers, raw), "ReceiveMessage")
+    error = translate(raised, "ReceiveMessage", "orders")
+    assert (error.throttled, error.retryable) == (throttled, True)
 
 
 # --- signatures that moto checks ---------------------------------------------------------

@@ -212,22 +212,24 @@ def test_a_downstream_slower_for_every_call_is_relearned_not_shrunk_to_the_minim
     assert late == [60] * len(late)
 
 
-class _ThrottlingBackend(MemoryBackend):
-    """Refuses receives with SQS's throttling error while ``throttling`` is set."""
+class _RefusingBackend(MemoryBackend):
+    """Refuses receives with ``refusal`` while it is set (as the SQS backend raises a
+    throttled receive: ``throttled=True``)."""
 
-    throttling = False
+    refusal: BackendError | None = None
 
     async def receive(self, queue_url: str, **options: Any) -> list[QueueMessage]:
-        if self.throttling:
-            raise BackendError("ThrottlingException", "Rate exceeded", retryable=True)
+        if self.refusal is not None:
+            raise self.refusal
         return await super().receive(queue_url, **options)
 
 
-def test_sqs_throttling_halves_the_limit_but_never_below_the_minimum(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def _refused_from_6_to_10_s(refusal: BackendError) -> Trace:
+    """A backlog consumed for 12 s (limit 8 to 40) whose receives are refused with
+    ``refusal`` from 6 s to 10 s."""
+
     async def scenario() -> Trace:
-        backend = _ThrottlingBackend(clock=asyncio.get_running_loop().time)
+        backend = _RefusingBackend(clock=asyncio.get_running_loop().time)
         app = await backlog(backend, 10_000, concurrency_min=8, concurrency_max=40)
         downstream = Downstream(base_s=0.05)
 
@@ -235,25 +237,46 @@ def test_sqs_throttling_halves_the_limit_but_never_below_the_minimum(
         async def handle(body: str) -> None:
             await downstream.call()
 
-        async def throttle_later() -> None:
+        async def refuse_later() -> None:
             await anyio.sleep(6)
-            backend.throttling = True
+            backend.refusal = refusal
             await anyio.sleep(4)
-            backend.throttling = False
+            backend.refusal = None
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(throttle_later)
+            tg.start_soon(refuse_later)
             trace = await consume(app, 12)
         return trace
 
+    return run_virtual(scenario)
+
+
+def _limit_changes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "concurrency limit of" in r.getMessage()]
+
+
+def test_sqs_throttling_halves_the_limit_but_never_below_the_minimum(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    throttling = BackendError("ThrottlingException", "Rate exceeded", throttled=True)
     with caplog.at_level(logging.DEBUG, logger="aiosqsq.consumer"):
-        trace = run_virtual(scenario)
+        trace = _refused_from_6_to_10_s(throttling)
     assert trace.between(5, 5.95)[-1] == 40
     throttled = trace.between(6.5, 10)
     assert min(throttled) == 8  # halved, again and again, down to the minimum only
-    changes = [r.getMessage() for r in caplog.records if "concurrency limit of" in r.getMessage()]
+    changes = _limit_changes(caplog)
     # one DEBUG line per change, with its reason
     assert any(m.endswith("handle: 40 -> 20 (SQS throttled a receive)") for m in changes), changes
+
+
+def test_a_failed_receive_the_backend_does_not_call_throttled_does_not_shrink_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # retryable, and its code even names throttling: only the backend's flag counts
+    unavailable = BackendError("ThrottlingLikeOutage", "Service Unavailable", retryable=True)
+    with caplog.at_level(logging.DEBUG, logger="aiosqsq.consumer"):
+        _refused_from_6_to_10_s(unavailable)
+    assert not [m for m in _limit_changes(caplog) if "SQS throttled a receive" in m]
 
 
 @pytest.mark.parametrize("where", ["setting", "handler"])
