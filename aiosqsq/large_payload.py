@@ -25,7 +25,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
@@ -350,12 +350,22 @@ class LargePayloads:
         configured (a queue's senders choose the pointers; they choose nothing else).
         Never raises: a failure is logged and counted in ``delete_failures``, and not
         retried (the object stays, an orphan a bucket lifecycle rule can expire)."""
+        await self._delete_pointed(
+            (message.body, message.message_attributes) for message in messages
+        )
+
+    async def discard(self, entries: Iterable[SendEntry]) -> None:
+        """Delete the objects of offloaded entries SQS did not take (refused, or never
+        sent), as :meth:`delete_objects` does; inline entries are skipped. Never raises."""
+        await self._delete_pointed((entry.body, entry.message_attributes) for entry in entries)
+
+    async def _delete_pointed(self, bodies: Iterable[tuple[str, MessageAttributes]]) -> None:
         keys: dict[str, list[str]] = defaultdict(list)
-        for message in messages:
-            if not is_pointer_message(message.message_attributes):
+        for body, attributes in bodies:
+            if not is_pointer_message(attributes):
                 continue
             try:
-                pointer = parse_pointer(message.body)
+                pointer = parse_pointer(body)
             except PayloadError:
                 continue  # nothing of ours to delete
             if pointer.bucket == self.bucket and pointer.key.startswith(self.prefix):

@@ -152,9 +152,16 @@ class QueueService:
         """
         self._check_offload(offload)
         entry = self._entry(payload, delay_s, attributes, group_id, deduplication_id)
-        if self.large_payloads is not None:
-            entry = await self.large_payloads.offload(entry, offload)
-        return await self._producer.send(await self.queue_url(queue), entry)
+        url = await self.queue_url(queue)  # before a PUT: a missing queue leaves no object
+        if self.large_payloads is None:
+            return await self._producer.send(url, entry)
+        entry = await self.large_payloads.offload(entry, offload)
+        try:
+            return await self._producer.send(url, entry)
+        except BackendError as exc:
+            if not exc.retryable:  # refused for good: SQS did not take it
+                await self.large_payloads.discard([entry])
+            raise
 
     async def enqueue_batch(
         self,
@@ -182,13 +189,35 @@ class QueueService:
             self._entry(payload, delay_s, own, group_id, None)
             for payload, own in zip(payloads, each_attributes, strict=True)
         ]
+        url = await self.queue_url(queue)  # before a PUT: a missing queue leaves no object
         if self.large_payloads is not None:  # offloaded and inline ones mixed, then packed
             entries = await self.large_payloads.offload_all(entries, offload)
+        batches = [
+            [replace(entry, id=str(i)) for i, entry in enumerate(batch)]
+            for batch in pack(entries)  # 10 entries and 1 MiB per request, SQS's caps
+        ]
         ids: list[str] = []
-        for batch in pack(entries):  # 10 entries and 1 MiB per request, SQS's caps
-            positional = [replace(entry, id=str(i)) for i, entry in enumerate(batch)]
-            ids.extend(await self._send(queue, positional))
+        for number, batch in enumerate(batches):
+            try:
+                result = await self.backend.send_batch(url, batch)
+            except BackendError as exc:
+                # refused for good: nothing of this batch or the next ones was taken
+                await self._discard(batches[number if not exc.retryable else number + 1 :])
+                raise
+            if result.failed:
+                refused = {failure.id for failure in result.failed}
+                await self._discard([[e for e in batch if e.id in refused], *batches[number + 1 :]])
+                failure = result.failed[0]
+                raise BackendError(
+                    failure.code, f"sending to {queue or url} failed: {failure.message}"
+                )
+            ids.extend(result.message_ids[entry.id] for entry in batch)
         return ids
+
+    async def _discard(self, batches: Sequence[Sequence[SendEntry]]) -> None:
+        """Delete the S3 objects of offloaded entries SQS did not take."""
+        if self.large_payloads is not None:
+            await self.large_payloads.discard(entry for batch in batches for entry in batch)
 
     def _check_offload(self, offload: bool | None) -> None:
         if offload and self.large_payloads is None:
@@ -217,14 +246,6 @@ class QueueService:
             max_attributes=USER_ATTRIBUTES,
             max_bytes=None,
         )
-
-    async def _send(self, queue: str | None, entries: list[SendEntry]) -> list[str]:
-        url = await self.queue_url(queue)
-        result = await self.backend.send_batch(url, entries)
-        if result.failed:
-            failure = result.failed[0]
-            raise BackendError(failure.code, f"sending to {queue or url} failed: {failure.message}")
-        return [result.message_ids[entry.id] for entry in entries]
 
     async def dequeue(
         self,

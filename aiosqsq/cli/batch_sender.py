@@ -27,7 +27,6 @@ from aiosqsq.backends.base import (
     BatchFailure,
     BatchResult,
     QueueBackend,
-    QueueMessage,
     SendEntry,
 )
 from aiosqsq.backends.limits import CODE_PREFIX, pack
@@ -137,7 +136,7 @@ async def send_all(
             unsent.pop(entry_id, None)
         sent(batch, result)
         if refused and payloads is not None:
-            await payloads.delete_objects(_as_messages(queue_url, refused))
+            await payloads.discard(refused)
 
     carried: list[SendEntry] = []  # the last batch packed, which the next run may fill
     try:
@@ -152,7 +151,7 @@ async def send_all(
     finally:
         if payloads is not None and unsent:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
-                await payloads.delete_objects(_as_messages(queue_url, unsent.values()))
+                await payloads.discard(unsent.values())
 
 
 def _runs(
@@ -209,16 +208,6 @@ def _put_failed(error: BackendError, bucket: str) -> BackendError:
     else:
         reason = error.message
     return BackendError(error.code, f"s3:PutObject to bucket {bucket!r} failed: {reason}")
-
-
-def _as_messages(queue_url: str, entries: Iterable[SendEntry]) -> list[QueueMessage]:
-    """Sent entries as the messages :meth:`LargePayloads.delete_objects` takes."""
-    return [
-        QueueMessage(
-            queue_url, entry.id, "", entry.body, message_attributes=entry.message_attributes
-        )
-        for entry in entries
-    ]
 
 
 def _failed(entries: Sequence[SendEntry], error: BackendError) -> BatchResult:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,16 @@ import pytest
 from pydantic import BaseModel
 
 from aiosqsq import App, Message, QueueSettings
-from aiosqsq.backends.base import MessageAttributes, SendEntry
+from aiosqsq.backends.base import BatchResult, MessageAttributes, SendEntry
+from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.backends.object_store import MemoryObjectStore
+from aiosqsq.errors import BackendError
 from aiosqsq.large_payload import PayloadPointer
 from aiosqsq.service import QueueService
 from aiosqsq.testing import AppTester, error_of
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import CliProcess
-from tests.helpers import slow
+from tests.helpers import make_queue, slow
 from tests.large_payload.conftest import MotoBucket
 from tests.large_payload.s3_proxy import S3Proxy
 from tests.large_payload.test_consume_e2e import APPS, ledger_lines, send, worker_env
@@ -31,7 +34,9 @@ class Order(BaseModel):
     id: int
 
 
-def memory_app(**settings: Any) -> tuple[App, MemoryObjectStore]:
+def memory_app(
+    backend: MemoryBackend | None = None, **settings: Any
+) -> tuple[App, MemoryObjectStore]:
     app = App(
         QueueSettings(
             backend="memory",
@@ -39,7 +44,8 @@ def memory_app(**settings: Any) -> tuple[App, MemoryObjectStore]:
             large_payload_always=True,
             retry_base_delay=0,
             **settings,
-        )
+        ),
+        backend=backend,
     )
     assert app.service.large_payloads is not None
     store = app.service.large_payloads.store
@@ -212,3 +218,36 @@ def test_sigkill_between_the_sqs_delete_and_the_s3_delete_leaves_an_orphan_objec
     depth = moto_queues.depth(url)
     assert (depth.visible, depth.in_flight) == (0, 0)  # deleted, not lost
     assert bucket.keys() == [key]  # the orphan a lifecycle rule expires
+
+
+async def test_a_send_sqs_refuses_for_good_leaves_no_object() -> None:
+    backend = MemoryBackend()
+    await backend.create_queue(
+        "jobs.fifo", {"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )
+    app, store = memory_app(backend)
+    with pytest.raises(BackendError, match=r"^MissingParameter: "):  # no group id: refused
+        await app.send("x", "jobs.fifo")
+    with pytest.raises(BackendError, match=r"^MissingParameter: "):  # 10 refused, 2 not sent
+        await app.send_batch([str(n) for n in range(12)], "jobs.fifo")
+    assert store.objects == {}
+    await app.send_batch(["a", "b"], "jobs.fifo", group_id="g")
+    assert len(store.objects) == 2
+
+
+class Unavailable(MemoryBackend):
+    """SQS answering 503 to every send: whether a message was taken is unknown."""
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        raise BackendError("ServiceUnavailable", "try again", retryable=True)
+
+
+async def test_a_send_that_may_have_been_taken_keeps_its_object() -> None:
+    backend = Unavailable()
+    await make_queue(backend, "jobs")
+    app, store = memory_app(backend)
+    with pytest.raises(BackendError, match=r"^ServiceUnavailable: "):
+        await app.send("x", "jobs")
+    with pytest.raises(BackendError, match=r"^ServiceUnavailable: "):
+        await app.send_batch([str(n) for n in range(12)], "jobs")
+    assert len(store.objects) == 1 + 10  # the batches sent; not the 2 never sent

@@ -4,11 +4,12 @@ offloaded and inline messages, the reserved attribute slot (moto's SQS and S3)."
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
 from aiosqsq.backends.base import QueueMessage
-from aiosqsq.errors import ConfigurationError, PayloadTooLargeError
+from aiosqsq.errors import ConfigurationError, PayloadTooLargeError, QueueNotFoundError
 from aiosqsq.large_payload import POINTER_CLASS
 from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
@@ -120,8 +121,15 @@ async def test_a_payload_over_the_consumers_maximum_is_refused_before_any_put(
 ) -> None:
     settings = large_settings.model_copy(update={"large_payload_max_bytes": 2 * MIB})
     async with QueueService(settings) as service:
-        with pytest.raises(PayloadTooLargeError, match="QUEUE_LARGE_PAYLOAD_MAX_BYTES"):
-            await service.enqueue("z" * (2 * MIB + 1), "lp-never-made")
+        url = await service.backend.create_queue(f"lp-{uuid.uuid4().hex[:10]}", {})
+        try:
+            with pytest.raises(PayloadTooLargeError, match="QUEUE_LARGE_PAYLOAD_MAX_BYTES"):
+                await service.enqueue("z" * (2 * MIB + 1), url)
+            with pytest.raises(QueueNotFoundError):  # looked up before the PUT
+                await service.enqueue("z" * (2 * MIB), "lp-never-made")
+            assert (await service.backend.get_queue_depth(url)).visible == 0
+        finally:
+            await service.backend.delete_queue(url)
     assert bucket.keys() == []
 
 
