@@ -10,7 +10,8 @@ The tree::
     ├── PayloadError             a received body does not decode or validate (codec.py)
     ├── LeaseError               Message.extend/release on a message no longer held
     ├── StartupError             the app's lifespan failed to start (exit code 7)
-    └── BackendError             a queue operation failed as a whole (carries the SQS error code)
+    └── BackendError             a queue operation failed as a whole (carries the SQS error
+                                 code; ``retryable``, ``throttled``)
         ├── QueueNotFoundError   the queue does not exist
         ├── AccessError          access denied, or the credentials are invalid or expired
         ├── BatchRequestError    a whole batch request was rejected
@@ -122,3 +123,13 @@ class LeaseError(AiosqsqError):
 class StartupError(AiosqsqError):
     """The app's lifespan raised before it yielded: nothing was received. The original
     exception is the ``__cause__``."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Class: text`` of an exception for a log line (its text may be hostile: the log
+    format escapes it); never raises."""
+    try:
+        text = str(exc)
+    except Exception:  # a hostile __str__ must not end the worker
+        text = "<exception text unavailable>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aiosqsq.engine.consumer import describe_error
-from aiosqsq.errors import StartupError
+from aiosqsq.errors import StartupError, describe_error
 
 if TYPE_CHECKING:
     from aiosqsq.app import App

@@ -12,9 +12,10 @@ import anyio
 from aiosqsq.backends.base import MAX_MESSAGE_BYTES, QueueMessage
 from aiosqsq.codec import PayloadError
 from aiosqsq.engine.batch import BatchProcess
-from aiosqsq.engine.consumer import Process, describe_error
+from aiosqsq.engine.consumer import Process
 from aiosqsq.engine.settle import SUCCEEDED, BadPayload, Failed, Outcome
 from aiosqsq.envelopes import S3Record, Unwrapped, unwrap
+from aiosqsq.errors import describe_error
 from aiosqsq.handler import HandlerSpec
 from aiosqsq.large_payload import LargePayloads, is_pointer_message
 from aiosqsq.message import Lease, Message

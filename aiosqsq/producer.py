@@ -110,7 +110,10 @@ def _outcome(batch: _Batch, index: int) -> str:
     if batch.error is not None:
         if isinstance(batch.error, BackendError):
             raise BackendError(
-                batch.error.code, batch.error.message, retryable=batch.error.retryable
+                batch.error.code,
+                batch.error.message,
+                retryable=batch.error.retryable,
+                throttled=batch.error.throttled,
             )
         raise BackendError("SendFailed", str(batch.error), retryable=True) from batch.error
     assert batch.result is not None

@@ -28,10 +28,10 @@ from aiosqsq.backends.base import QueueBackend, QueueInfo, QueueMessage
 from aiosqsq.codec import PayloadError
 from aiosqsq.engine.acker import DeletedHook
 from aiosqsq.engine.config import ConsumerConfig
-from aiosqsq.engine.consumer import Consumer, EntryLease, describe_error
+from aiosqsq.engine.consumer import Consumer, EntryLease
 from aiosqsq.engine.registry import InFlight, State
 from aiosqsq.engine.settle import SUCCEEDED, BadPayload, Failed, Observer, Outcome, Succeeded
-from aiosqsq.errors import Retry
+from aiosqsq.errors import Retry, describe_error
 from aiosqsq.message import Lease
 
 logger = logging.getLogger("aiosqsq.consumer")

@@ -59,7 +59,7 @@ from aiosqsq.engine.settle import (
 )
 from aiosqsq.engine.slots import Slots
 from aiosqsq.engine.stats import Counters, Statistics
-from aiosqsq.errors import AccessError, BackendError, LeaseError, Retry
+from aiosqsq.errors import AccessError, BackendError, LeaseError, Retry, describe_error
 from aiosqsq.message import Lease
 
 logger = logging.getLogger("aiosqsq.consumer")
@@ -532,13 +532,3 @@ def _sole_exception(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Class: text`` of an exception for a log line (its text may be hostile: the log
-    format escapes it); never raises."""
-    try:
-        text = str(exc)
-    except Exception:  # a hostile __str__ must not end the worker
-        text = "<exception text unavailable>"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
