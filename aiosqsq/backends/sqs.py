@@ -141,6 +141,14 @@ class SQSBackend:
         return self._region
 
     @property
+    def transport(self) -> str:
+        """What sends the calls, once the client is open: ``lean`` (our HTTP/1.1
+        client), ``lean through aiohttp`` (a proxy applies), or ``botocore``."""
+        if self._lean is None:
+            return "botocore"
+        return "lean" if self._lean.http_client == "http11" else "lean through aiohttp"
+
+    @property
     def config(self) -> SQSConfig:
         """What this backend was configured with (secrets stay masked in its repr)."""
         return self._config
@@ -407,13 +415,15 @@ class SQSBackend:
                     self._lean = await LeanTransport.for_client(
                         self._client, max_attempts=MAX_ATTEMPTS
                     )
+                    if self._lean is not None:
+                        self._stack.push_async_callback(self._lean.aclose)
                 logger.info(
                     "SQS client ready: endpoint %s, region %s (%s), %s transport, "
                     "credentials from %s",
                     self._endpoint_url or "AWS",
                     self._region,
                     self._region_source,
-                    "lean" if self._lean is not None else "botocore",
+                    self.transport,
                     "QUEUE_AWS_*" if self._config.access_key_id else "the default chain",
                 )
             return self._client

@@ -14,9 +14,10 @@ the backend already holds, once, when the transport is built:
 * the credentials object of the client's signer, asked for frozen credentials on every
   request, which is when botocore refreshes temporary ones (the same advisory and
   mandatory windows, the same lock);
-* the client's own aiohttp session: the same keep-alive pool and its size, TLS roots
-  (the system's, ``AWS_CA_BUNDLE``), proxies (``HTTPS_PROXY``, ``NO_PROXY``) and
-  connect/read timeouts.
+* the client's own aiohttp session's settings: its pool size, TLS context (the system's
+  roots, ``AWS_CA_BUNDLE``) and connect/read timeouts, given to an HTTP/1.1 client of
+  our own (:mod:`aiosqsq.backends.http11`, a fraction of aiohttp's CPU per request);
+  through a proxy (``HTTPS_PROXY``, ``NO_PROXY``), the aiohttp session itself.
 
 Failures are raised as botocore's exceptions (``ClientError`` with the response botocore's
 JSON parser would produce, ``EndpointConnectionError``, ``ReadTimeoutError``, ...), so the
@@ -39,6 +40,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -52,6 +54,7 @@ from botocore.utils import normalize_url_path  # type: ignore[import-untyped]
 from yarl import URL
 
 from aiosqsq.backends.error_codes import SDK_RETRIED_THROTTLING_CODES
+from aiosqsq.backends.http11 import HTTP11Pool
 from aiosqsq.backends.sigv4 import SigV4Signer
 
 logger = logging.getLogger(__name__)
@@ -116,9 +119,11 @@ class LeanTransport:
         credentials: Any,
         user_agent: str | None,
         max_attempts: int,
+        pool: HTTP11Pool | None = None,
     ) -> None:
         parts = urlsplit(url)
         self._session = session
+        self._pool = pool
         self._url_text = url
         self._url = URL(url, encoded=True)
         self._path = quote(normalize_url_path(parts.path or "/"), safe="/~")
@@ -138,6 +143,16 @@ class LeanTransport:
 
     def __repr__(self) -> str:
         return f"LeanTransport(url={self._url_text!r}, signer={self._signer!r})"
+
+    @property
+    def http_client(self) -> str:
+        """What sends the requests: ``"http11"`` (our own) or ``"aiohttp"`` (a proxy)."""
+        return "aiohttp" if self._pool is None else "http11"
+
+    async def aclose(self) -> None:
+        """Close the connections of its own HTTP client (the session's close with it)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     @classmethod
     async def for_client(cls, client: Any, *, max_attempts: int) -> LeanTransport | None:
@@ -161,6 +176,7 @@ class LeanTransport:
             proxy_url = http_session._proxy_config.proxy_url_for(request["url"])
             proxy_headers = http_session._proxy_config.proxy_headers_for(request["url"])
             session = await http_session._get_session(proxy_url)
+            pool = None if proxy_url else _own_pool(request["url"], session)
             credentials = client._request_signer._credentials
             region = signing.get("region") or client.meta.region_name
             service = signing.get("signing_name") or "sqs"
@@ -177,6 +193,7 @@ class LeanTransport:
             credentials=credentials,
             user_agent=user_agent,
             max_attempts=max_attempts,
+            pool=pool,
         )
 
     @property
@@ -256,9 +273,7 @@ class LeanTransport:
             signed.append(("x-amz-security-token", token))
         signed.append(("x-amz-target", target))
         signed.append(("x-amzn-query-mode", "true"))
-        headers = dict(signed)
-        del headers["host"]  # aiohttp writes the same Host header from the URL
-        headers["Authorization"] = signer.authorization(
+        authorization = signer.authorization(
             "POST",
             self._path,
             signed,
@@ -267,8 +282,17 @@ class LeanTransport:
             frozen.secret_key,
             amz_date,
         )
-        headers.update(self._unsigned)
         started = time.perf_counter()
+        if self._pool is not None:
+            signed.append(("Authorization", authorization))
+            signed.extend(self._unsigned.items())
+            answer = await self._pool.request("POST", self._path, signed, body)
+            _log_request(target, body, answer[0], answer[2], started)
+            return answer
+        headers = dict(signed)
+        del headers["host"]  # aiohttp writes the same Host header from the URL
+        headers["Authorization"] = authorization
+        headers.update(self._unsigned)
         try:
             async with self._session.post(
                 self._url,
@@ -283,16 +307,44 @@ class LeanTransport:
                 response_headers: Mapping[str, str] = response.headers
         except Exception as exc:
             raise _connection_error(exc, self._url_text, self._proxy) from None
-        if _WIRE.isEnabledFor(logging.DEBUG) and logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s: %d bytes sent, HTTP %d, %d bytes back in %.1f ms",
-                target,
-                len(body),
-                status,
-                len(raw),
-                (time.perf_counter() - started) * 1000,
-            )
+        _log_request(target, body, status, raw, started)
         return status, response_headers, raw
+
+
+def _log_request(target: str, body: bytes, status: int, raw: bytes, started: float) -> None:
+    """The wire log line of one request: action, sizes, status and time, no content."""
+    if _WIRE.isEnabledFor(logging.DEBUG) and logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s: %d bytes sent, HTTP %d, %d bytes back in %.1f ms",
+            target,
+            len(body),
+            status,
+            len(raw),
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def _own_pool(url: str, session: aiohttp.ClientSession) -> HTTP11Pool:
+    """Connections of our own to ``url`` (see :mod:`aiosqsq.backends.http11`), with what
+    the botocore client's aiohttp session was given: its TLS context (the roots of
+    ``AWS_CA_BUNDLE``; verification off only when botocore's is), its connect and read
+    timeouts, and its pool size."""
+    connector: Any = session.connector
+    tls = getattr(connector, "_ssl", True)
+    if tls is False:
+        context: ssl.SSLContext | None = None  # botocore's verify=False
+    elif isinstance(tls, ssl.SSLContext):
+        context = tls
+    else:
+        context = ssl.create_default_context()
+    timeout = session.timeout
+    return HTTP11Pool(
+        url,
+        ssl_context=context,
+        connect_timeout_s=timeout.sock_connect,
+        read_timeout_s=timeout.sock_read,
+        max_connections=connector.limit or 100,
+    )
 
 
 # --- bodies ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Where the SQS backend's requests go, on both transports alike: TLS roots and proxies.
 
-The lean transport posts on the botocore client's own HTTP session, so it must verify TLS
-with the same roots (``AWS_CA_BUNDLE`` when set) and take the same proxy
+The lean transport posts with the botocore client's own HTTP settings, so it must verify
+TLS with the same roots (``AWS_CA_BUNDLE`` when set) and take the same proxy
 (``HTTP(S)_PROXY``, ``NO_PROXY``) as botocore. A loopback server with a self-signed
 certificate, and a loopback "proxy" that answers itself, show both.
 """
@@ -148,6 +148,8 @@ async def test_requests_take_the_proxy_the_environment_names(
         monkeypatch.setenv("HTTP_PROXY", proxy_url)
         async with SQSBackend(_config(endpoint, transport)) as backend:
             assert await backend.receive(QUEUE, max_messages=1, wait_time_s=0) == []
+            proxied = backend.transport
+        assert proxied == ("lean through aiohttp" if transport == "lean" else "botocore")
         # the proxy got the request for the endpoint, which nothing serves
         assert answering.seen == [(f"127.0.0.1:{closed_port}", "AmazonSQS.ReceiveMessage")]
 
@@ -155,5 +157,6 @@ async def test_requests_take_the_proxy_the_environment_names(
         async with SQSBackend(_config(endpoint, transport)) as backend:
             with pytest.raises(BackendError) as caught:
                 await backend.receive(QUEUE, max_messages=1, wait_time_s=0)
+            assert backend.transport == transport  # "lean": our own HTTP/1.1 client
         assert (caught.value.code, caught.value.retryable) == ("EndpointConnectionError", True)
         assert len(answering.seen) == 1
