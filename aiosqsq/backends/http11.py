@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
 
 _MAX_HEAD_BYTES: Final = 64 * 1024  # a response head longer than this is not SQS's
+# A response body longer than this is not SQS's either (10 messages of 1 MiB, in JSON).
+_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 #: An idle connection older than this is not reused (aiohttp's default keep-alive).
 IDLE_TIMEOUT_S: Final = 12.0
 _CRLF: Final = b"\r\n"
@@ -134,6 +136,8 @@ class _Connection(asyncio.Protocol):
                 response.headers = {}
                 self._parse(response)
                 return
+        if len(buffer) + len(self._body) > _MAX_BODY_BYTES:
+            raise ResponseError("the response's body is too long")
         if self._chunked:
             self._read_chunks(response)
         elif self._length is not None and len(buffer) >= self._length:
@@ -163,9 +167,11 @@ class _Connection(asyncio.Protocol):
             self._chunked = True
         elif "content-length" in headers:
             length = headers["content-length"]
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise ResponseError("the response's Content-Length is not a number")
             self._length = int(length)
+            if self._length > _MAX_BODY_BYTES:
+                raise ResponseError("the response's body is too long")
         elif response.status in (204, 304):
             self._length = 0
         else:
@@ -179,6 +185,8 @@ class _Connection(asyncio.Protocol):
                 size = int(size_text, 16)
             except ValueError:
                 raise ResponseError("a chunk's size is not a number") from None
+            if size < 0:
+                raise ResponseError("a chunk's size is not a number")
             if size == 0:  # the last chunk, then trailers up to an empty line
                 if buffer.find(b"\r\n\r\n", line_end) < 0:
                     return

@@ -237,6 +237,8 @@ async def test_an_idle_connection_the_server_closed_is_not_used() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",  # not loaded
     ],
 )
 async def test_a_broken_response_is_a_closed_connection(response: bytes) -> None:
