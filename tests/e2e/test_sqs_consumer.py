@@ -91,6 +91,7 @@ async def test_drains_5000_messages_with_no_loss_and_no_duplicate(
     assert (depth.visible, depth.in_flight) == (0, 0)  # every success deleted
 
 
+@pytest.mark.slow  # 7-14 s: the slow tier (scripts/test -m slow)
 async def test_a_job_three_times_the_visibility_timeout_is_delivered_once(
     backend: SQSBackend, sqs_settings: QueueSettings, make_queue: MakeQueue
 ) -> None:

@@ -174,6 +174,7 @@ def default_chain_env(
     return env
 
 
+@pytest.mark.slow  # 7-14 s: the slow tier (scripts/test -m slow)
 def test_t17b_refreshable_credentials_are_refreshed_before_they_expire(
     moto_endpoint: str, queues: FaultQueues, ledger: Ledger, tmp_path: Path
 ) -> None:

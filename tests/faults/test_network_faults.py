@@ -289,6 +289,7 @@ def test_t16_overlimit_on_receive_does_not_hold_up_deletes_or_extensions(
 # --- T9: AWS-shaped stale receipt handles ----------------------------------------------
 
 
+@pytest.mark.slow  # 7-14 s: the slow tier (scripts/test -m slow)
 def test_t9_stale_handles_cost_one_warning_each_and_are_not_retried(
     fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:

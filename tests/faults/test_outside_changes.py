@@ -34,6 +34,7 @@ from tests.helpers import slow
 # --- T8: receipt handles invalidated from outside ------------------------------------
 
 
+@pytest.mark.slow  # 7-14 s: the slow tier (scripts/test -m slow)
 def test_t8_a_purge_costs_one_failed_extension_and_one_warning_per_message(
     fault_proxy: FaultProxy, queues: FaultQueues, ledger: Ledger
 ) -> None:

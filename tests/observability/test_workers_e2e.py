@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiosqsq.exit_codes import ExitCode
@@ -110,6 +111,7 @@ def test_two_workers_metrics_and_probes_match_the_ledger(
         assert run.wait() == ExitCode.OK
 
 
+@pytest.mark.slow  # 7-14 s: the slow tier (scripts/test -m slow)
 def test_a_worker_blocking_its_loop_turns_the_supervisors_livez_red(
     sqs_env: dict[str, str], moto_queues: MotoQueues
 ) -> None:
