@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 ENTRY_ATTEMPTS: Final = 3
 #: Bodies put to S3 at once by :func:`send_all`: the large bodies it holds at most.
 PARALLEL_PUTS: Final = 4
+#: ... and their characters at most, past one body: four bodies of 64 MiB would take
+#: about 1 GB while they are put (each is held as text, as bytes, and by the S3 client).
+PUT_BUDGET_CHARS: Final = 64 * 1024 * 1024
 _RETRY_DELAY_S: Final = 0.2  # doubled after each attempt
 _CLEANUP_TIMEOUT_S: Final = 30.0  # deleting the objects of unsent entries, when stopped
 # Refusals of a whole SendMessageBatch that are about a message in it, not the request.
@@ -110,8 +113,9 @@ async def send_all(
     with :func:`send_batch`; ``sent(batch, result)`` after each.
 
     With ``payloads``, each body it :meth:`~LargePayloads.wants` (``offload`` as there) is
-    put to S3 as it is read and replaced by its pointer, up to :data:`PARALLEL_PUTS` at
-    once: entries are read in runs of at most 10 holding at most that many such bodies.
+    put to S3 as it is read and replaced by its pointer, up to :data:`PARALLEL_PUTS` (and
+    :data:`PUT_BUDGET_CHARS`) at once: entries are read in runs of at most 10 holding at
+    most that many such bodies.
     The object of an entry SQS refuses is deleted, and so are those of entries put but not
     sent when this stops (an error, a cancellation; not those of a request in flight then,
     which SQS may have taken): best effort, a failure is logged.
@@ -158,15 +162,17 @@ def _runs(
     entries: Iterable[SendEntry], payloads: LargePayloads | None, offload: bool | None
 ) -> Iterator[list[SendEntry]]:
     """``entries`` in runs of at most 10, each with at most :data:`PARALLEL_PUTS` bodies
-    to put to S3."""
+    to put to S3, of at most :data:`PUT_BUDGET_CHARS` characters together (or one)."""
     run: list[SendEntry] = []
-    puts = 0
+    puts = chars = 0
     for entry in entries:
         run.append(entry)
-        puts += payloads is not None and payloads.wants(entry, offload)
-        if len(run) == MAX_BATCH_ENTRIES or puts == PARALLEL_PUTS:
+        if payloads is not None and payloads.wants(entry, offload):
+            puts += 1
+            chars += len(entry.body)
+        if len(run) == MAX_BATCH_ENTRIES or puts == PARALLEL_PUTS or chars >= PUT_BUDGET_CHARS:
             yield run
-            run, puts = [], 0
+            run, puts, chars = [], 0, 0
     if run:
         yield run
 

@@ -15,7 +15,7 @@ import pytest
 from aiosqsq.backends.base import BatchResult, QueueMessage, SendEntry
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.backends.object_store import MemoryObjectStore, create_object_store
-from aiosqsq.cli import ExitCode
+from aiosqsq.cli import ExitCode, batch_sender
 from aiosqsq.cli.batch_sender import PARALLEL_PUTS, send_all
 from aiosqsq.errors import AccessError, BackendError
 from aiosqsq.large_payload import LargePayloads, parse_pointer
@@ -278,6 +278,31 @@ def test_only_a_few_large_bodies_are_held_at_once() -> None:
     assert store.most_held == PARALLEL_PUTS
     assert sum(len(result.successful) for result in results) == 25
     assert len(store.objects) == 25
+
+
+def test_large_bodies_are_put_within_a_budget_of_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batch_sender, "PUT_BUDGET_CHARS", 2500)
+    store = _CountingStore()
+    payloads = LargePayloads(store, bucket="b", always=True)
+
+    def entries() -> Iterator[SendEntry]:
+        for i in range(9):
+            store.read += 1
+            yield SendEntry(str(i), json.dumps({"id": i, "pad": "x" * 1000}))
+
+    async def go() -> None:
+        backend = MemoryBackend()
+        try:
+            url = await backend.create_queue("orders")
+            await send_all(backend, url, entries(), lambda _, r: None, payloads=payloads)
+        finally:
+            await backend.aclose()
+
+    anyio.run(go)
+    assert store.most_held == 3  # 3 of ~1,020 characters pass 2,500; not PARALLEL_PUTS
+    assert len(store.objects) == 9
 
 
 class _FailingStore(MemoryObjectStore):
