@@ -2,10 +2,11 @@
 
 With :mod:`~aiosqsq.backends.sqs_lean` and :mod:`~aiosqsq.backends.sqs_errors`, the only
 modules of aiosqsq that import aioboto3/aiobotocore/botocore for SQS. One long-lived
-client per backend (created on first use, closed by :meth:`SQSBackend.aclose`) shares one
-aiohttp connection pool between pollers, acker, heartbeat and producer. The calls made per
-message go through the lean transport on that pool when ``SQSConfig.transport`` is
-``lean`` (the default), every other call through the client; the lean transport raises
+client per backend (created on first use, closed by :meth:`SQSBackend.aclose`) serves
+pollers, acker, heartbeat and producer. The calls made per message go through the lean
+transport when ``SQSConfig.transport`` is ``lean`` (the default), on HTTP/1.1 connections
+of its own (as many as the client's pool; through a proxy, on the client's aiohttp pool),
+every other call through the client; the lean transport raises
 botocore's exceptions, so both paths meet in one translation,
 :func:`aiosqsq.backends.sqs_errors.translate` (its docstring has the table of what becomes
 what; throttling comes back with ``throttled=True``). Request and response shapes are in

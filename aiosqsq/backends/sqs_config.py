@@ -16,7 +16,7 @@ from pydantic import SecretStr
 Transport = Literal["lean", "botocore"]
 
 #: The transport of the four calls that run per message (receive, delete, visibility
-#: change, send): ``lean`` (aiosqsq's own SigV4 over aiohttp) or ``botocore``.
+#: change, send): ``lean`` (aiosqsq's own SigV4 and HTTP/1.1 client) or ``botocore``.
 TRANSPORTS: Final[tuple[Transport, ...]] = ("lean", "botocore")
 
 
