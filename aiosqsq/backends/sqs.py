@@ -107,7 +107,7 @@ class SQSBackend:
 
     ``max_connections`` bounds the connection pool: size it for every poller's long poll
     plus the acker, the heartbeat and the producer, or deletes and visibility extensions
-    queue behind 20 s polls (aiohttp's pool wait has no timeout).
+    queue behind 20 s polls (waiting for a pooled connection has no timeout).
 
     :meth:`receive` is not cancel-safe: a long poll cancelled mid-flight may already have
     hidden messages on the server, which come back after their visibility timeout.
