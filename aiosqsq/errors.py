@@ -15,6 +15,7 @@ The tree::
         ├── QueueNotFoundError   the queue does not exist
         ├── AccessError          access denied, or the credentials are invalid or expired
         ├── BatchRequestError    a whole batch request was rejected
+        ├── MessageRefusedError  SQS refused a message for its content: it was not sent
         ├── ObjectNotFoundError  a large payload's S3 object does not exist
         └── ObjectTooLargeError  a large payload's S3 object is over the configured maximum
 
@@ -85,6 +86,11 @@ class AccessError(BackendError):
 
 class BatchRequestError(BackendError):
     """A batch request was rejected whole: too many entries, ids not distinct, too long."""
+
+
+class MessageRefusedError(BackendError):
+    """SQS refused a message for what it holds (its attributes, group id, characters):
+    it was not sent, and no attempt to send it can have been taken."""
 
 
 class Retry(Exception):

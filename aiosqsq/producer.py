@@ -22,7 +22,7 @@ from aiosqsq.backends.base import (
     message_size,
 )
 from aiosqsq.backends.limits import batch_has_room
-from aiosqsq.errors import BackendError
+from aiosqsq.errors import BackendError, MessageRefusedError
 
 _RETRIES = 3  # per entry, for failures SQS marks as not the sender's fault
 
@@ -123,5 +123,7 @@ def _outcome(batch: _Batch, index: int) -> str:
         return message_id
     for failure in batch.result.failed:
         if failure.id == entry_id:
-            raise BackendError(failure.code, failure.message, retryable=not failure.sender_fault)
+            if failure.sender_fault:
+                raise MessageRefusedError(failure.code, failure.message)
+            raise BackendError(failure.code, failure.message, retryable=True)
     raise BackendError("SendFailed", "SQS returned no outcome for this entry", retryable=True)

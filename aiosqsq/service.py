@@ -16,6 +16,7 @@ from aiosqsq.backends.base import (
     MAX_DELAY_S,
     MAX_MESSAGE_ATTRIBUTES,
     MAX_MESSAGE_BYTES,
+    BatchResult,
     DeleteEntry,
     MessageAttributes,
     MessageAttributeValue,
@@ -33,6 +34,7 @@ from aiosqsq.codec import encode
 from aiosqsq.errors import (
     BackendError,
     ConfigurationError,
+    MessageRefusedError,
     PayloadTooLargeError,
     QueueNotFoundError,
 )
@@ -158,9 +160,8 @@ class QueueService:
         entry = await self.large_payloads.offload(entry, offload)
         try:
             return await self._producer.send(url, entry)
-        except BackendError as exc:
-            if not exc.retryable:  # refused for good: SQS did not take it
-                await self.large_payloads.discard([entry])
+        except MessageRefusedError:  # refused for its content: no attempt was taken
+            await self.large_payloads.discard([entry])
             raise
 
     async def enqueue_batch(
@@ -200,17 +201,16 @@ class QueueService:
         for number, batch in enumerate(batches):
             try:
                 result = await self.backend.send_batch(url, batch)
-            except BackendError as exc:
-                # refused for good: nothing of this batch or the next ones was taken
-                await self._discard(batches[number if not exc.retryable else number + 1 :])
+            except BackendError:
+                # this batch may have been taken (a lost answer): its objects stay
+                await self._discard(batches[number + 1 :])
                 raise
-            if result.failed:
-                refused = {failure.id for failure in result.failed}
+            missing = [entry for entry in batch if entry.id not in result.message_ids]
+            if missing:
+                # objects only of what SQS refused for its content: nothing else is sure
+                refused = {failure.id for failure in result.failed if failure.sender_fault}
                 await self._discard([[e for e in batch if e.id in refused], *batches[number + 1 :]])
-                failure = result.failed[0]
-                raise BackendError(
-                    failure.code, f"sending to {queue or url} failed: {failure.message}"
-                )
+                raise _send_failed(result, missing[0].id, queue or url)
             ids.extend(result.message_ids[entry.id] for entry in batch)
         return ids
 
@@ -340,3 +340,17 @@ def _raise_first(failed: Sequence[Any], action: str, message: QueueMessage) -> N
         raise BackendError(
             failure.code, f"{action} of message {message.message_id} failed: {failure.message}"
         )
+
+
+def _send_failed(result: BatchResult, entry_id: str, queue: str) -> BackendError:
+    """The error for the entry ``entry_id`` that ``result`` has no MessageId for:
+    :class:`MessageRefusedError` when SQS refused it for its content."""
+    for failure in result.failed:
+        if failure.id == entry_id:
+            message = f"sending to {queue} failed: {failure.message}"
+            if failure.sender_fault:
+                return MessageRefusedError(failure.code, message)
+            return BackendError(failure.code, message, retryable=True)
+    return BackendError(
+        "SendFailed", f"sending to {queue}: SQS returned no outcome for a message", retryable=True
+    )

@@ -73,7 +73,7 @@ async def send_batch(
         if exc.code.removeprefix(CODE_PREFIX) not in _CONTENT_REFUSALS:
             raise
         if len(batch) == 1:
-            return _failed(batch, exc)
+            return _failed(batch, exc, refused=True)
         alone: list[BatchResult] = []
         for entry in batch:
             try:
@@ -81,7 +81,7 @@ async def send_batch(
             except BackendError as error:
                 if not any(result.successful for result in alone):
                     raise  # still nothing of the batch sent
-                alone.append(_failed([entry], error))
+                alone.append(_failed([entry], error, refused=False))
         return _merge(alone)
     by_id = {entry.id: entry for entry in batch}
     delay_s = _RETRY_DELAY_S
@@ -94,7 +94,7 @@ async def send_batch(
         try:
             retried = await backend.send_batch(queue_url, again)
         except BackendError as error:  # some of the batch was sent: these fail, not resent
-            retried = _failed(again, error)
+            retried = _failed(again, error, refused=False)
         final = tuple(failure for failure in result.failed if failure.sender_fault)
         result = _merge([BatchResult(result.successful, final, result.message_ids), retried])
     return result
@@ -116,9 +116,10 @@ async def send_all(
     put to S3 as it is read and replaced by its pointer, up to :data:`PARALLEL_PUTS` (and
     :data:`PUT_BUDGET_CHARS`) at once: entries are read in runs of at most 10 holding at
     most that many such bodies.
-    The object of an entry SQS refuses is deleted, and so are those of entries put but not
-    sent when this stops (an error, a cancellation; not those of a request in flight then,
-    which SQS may have taken): best effort, a failure is logged.
+    The object of an entry SQS refuses for its content is deleted, and so are those of
+    entries put but never sent when this stops (an error, a cancellation); an entry whose
+    request failed otherwise, or was in flight then, may have been taken: its object
+    stays. Best effort: a failed delete is logged.
 
     Raises :class:`~aiosqsq.errors.BackendError` for a failed PUT (what failed and where,
     in one line) and as :func:`send_batch` does, and whatever reading ``entries`` raises;
@@ -129,15 +130,18 @@ async def send_all(
     async def send_tracked(batch: list[SendEntry]) -> None:
         try:
             result = await send_batch(backend, queue_url, batch)
-        except BackendError:
-            raise  # nothing of the batch was sent: its objects go with the unsent ones
         except BaseException:
-            for entry in batch:  # cancelled in flight: maybe sent, so the objects stay
+            for entry in batch:  # an error or a cancel in flight: maybe taken, objects stay
                 unsent.pop(entry.id, None)
             raise
-        refused = [unsent.pop(failure.id) for failure in result.failed if failure.id in unsent]
-        for entry_id in result.successful:
-            unsent.pop(entry_id, None)
+        # Only an entry refused for its content was surely not taken: its object goes.
+        # Any other outcome (sent, failed otherwise, none at all) keeps the object.
+        refused_ids = {failure.id for failure in result.failed if failure.sender_fault}
+        refused = [
+            unsent[entry.id] for entry in batch if entry.id in refused_ids and entry.id in unsent
+        ]
+        for entry in batch:
+            unsent.pop(entry.id, None)
         sent(batch, result)
         if refused and payloads is not None:
             await payloads.discard(refused)
@@ -216,10 +220,13 @@ def _put_failed(error: BackendError, bucket: str) -> BackendError:
     return BackendError(error.code, f"s3:PutObject to bucket {bucket!r} failed: {reason}")
 
 
-def _failed(entries: Sequence[SendEntry], error: BackendError) -> BatchResult:
-    """Each of ``entries`` failed for good with ``error``."""
+def _failed(entries: Sequence[SendEntry], error: BackendError, *, refused: bool) -> BatchResult:
+    """Each of ``entries`` failed with ``error``: ``refused`` for its content (a sender
+    fault: it was not taken), or for a reason that leaves open whether it was."""
     return BatchResult(
-        failed=tuple(BatchFailure(entry.id, error.code, error.message, True) for entry in entries)
+        failed=tuple(
+            BatchFailure(entry.id, error.code, error.message, refused) for entry in entries
+        )
     )
 
 

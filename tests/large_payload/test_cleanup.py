@@ -18,8 +18,8 @@ from aiosqsq import App, Message, QueueSettings
 from aiosqsq.backends.base import BatchResult, MessageAttributes, SendEntry
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.backends.object_store import MemoryObjectStore
-from aiosqsq.errors import BackendError
-from aiosqsq.large_payload import PayloadPointer
+from aiosqsq.errors import AccessError, BackendError
+from aiosqsq.large_payload import PayloadPointer, parse_pointer
 from aiosqsq.service import QueueService
 from aiosqsq.testing import AppTester, error_of
 from tests.cli.conftest import MotoQueues
@@ -251,3 +251,26 @@ async def test_a_send_that_may_have_been_taken_keeps_its_object() -> None:
     with pytest.raises(BackendError, match=r"^ServiceUnavailable: "):
         await app.send_batch([str(n) for n in range(12)], "jobs")
     assert len(store.objects) == 1 + 10  # the batches sent; not the 2 never sent
+
+
+class TakenThenRefused(MemoryBackend):
+    """SQS takes the first send and its answer is lost; the retry is refused for good."""
+
+    calls = 0
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        self.calls += 1
+        if self.calls == 1:
+            await super().send_batch(queue_url, entries)
+            raise BackendError("ReadTimeoutError", "the answer was lost", retryable=True)
+        raise AccessError("ExpiredToken", "the security token has expired")
+
+
+async def test_a_send_refused_after_an_attempt_that_may_have_landed_keeps_its_object() -> None:
+    backend = TakenThenRefused()
+    url = await make_queue(backend, "jobs")
+    app, store = memory_app(backend)
+    with pytest.raises(BackendError, match=r"^ExpiredToken: "):
+        await app.send("x", "jobs")
+    [taken] = await backend.receive(url, max_messages=10, wait_time_s=0)
+    assert [key for _, key in store.objects] == [parse_pointer(taken.body).key]

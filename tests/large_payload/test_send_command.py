@@ -4,8 +4,9 @@ QUEUE_LARGE_PAYLOAD_MAX_BYTES, and nothing is left in the bucket for a message n
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -342,3 +343,44 @@ def test_a_failed_put_leaves_no_object_of_the_unsent_entries() -> None:
     assert sent == []
     assert store.objects == {}  # the three stored with the denied one were deleted
     assert payloads.deleted == 3
+
+
+class _TakenThenTimedOut(MemoryBackend):
+    """Takes every batch, then loses the answer (a timeout past the SDK's retries)."""
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        await super().send_batch(queue_url, entries)
+        raise BackendError("ReadTimeoutError", "the answer was lost", retryable=True)
+
+
+class _NoOutcome(MemoryBackend):
+    """Takes every batch and answers 200 without a word about its entries."""
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        await super().send_batch(queue_url, entries)
+        return BatchResult()
+
+
+@pytest.mark.parametrize("backend_type", [_TakenThenTimedOut, _NoOutcome])
+def test_a_batch_that_may_have_been_taken_keeps_its_objects(
+    backend_type: type[MemoryBackend],
+) -> None:
+    store = MemoryObjectStore()
+    payloads = LargePayloads(store, bucket="b", always=True)
+    entries = [SendEntry(str(n), json.dumps({"id": n})) for n in range(3)]
+
+    async def go() -> list[QueueMessage]:
+        backend = backend_type()
+        try:
+            url = await backend.create_queue("orders")
+            with contextlib.suppress(BackendError):
+                await send_all(backend, url, entries, lambda _, r: None, payloads=payloads)
+            return await backend.receive(url, max_messages=10, wait_time_s=0)
+        finally:
+            await backend.aclose()
+
+    taken = anyio.run(go)
+    assert len(taken) == 3
+    assert sorted(key for _, key in store.objects) == sorted(
+        parse_pointer(message.body).key for message in taken
+    )
