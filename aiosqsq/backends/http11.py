@@ -10,9 +10,10 @@ wait for one), reused while the server keeps them alive, for at most
 
 Failures are raised as botocore's exceptions, as the transport's callers expect:
 ``EndpointConnectionError`` (the connection could not be made), ``ConnectTimeoutError``,
-``ReadTimeoutError`` (no complete response within the read timeout of a read),
-``ConnectionClosedError`` (the server closed the connection or answered what is not
-HTTP/1.x), ``SSLError``.
+``ReadTimeoutError`` (no byte of the response for the read timeout: a timeout per read,
+as aiohttp's ``sock_read``, so a long response that keeps coming is not cut),
+``ConnectionClosedError`` (the server closed the connection, answered what is not
+HTTP/1.x, or the pool is closed), ``SSLError``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.last_read_at = 0.0  # the event loop's time of the last bytes (or the request)
         self._buffer = bytearray()
         self._body = bytearray()  # a chunked body, as its chunks come
         self._response: _Response | None = None
@@ -79,6 +81,7 @@ class _Connection(asyncio.Protocol):
         if response is None:  # bytes nobody asked for: this connection is not reusable
             self.close()
             return
+        self.last_read_at = self._loop.time()
         self._buffer += data
         try:
             self._parse(response)
@@ -112,6 +115,7 @@ class _Connection(asyncio.Protocol):
         self._head_done = False
         self._length = None
         self._chunked = False
+        self.last_read_at = self._loop.time()
         self.transport.write(request)
         return response
 
@@ -122,7 +126,7 @@ class _Connection(asyncio.Protocol):
 
     def _parse(self, response: _Response) -> None:
         buffer = self._buffer
-        if not self._head_done:
+        while not self._head_done:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > _MAX_HEAD_BYTES:
@@ -130,12 +134,8 @@ class _Connection(asyncio.Protocol):
                 return
             self._read_head(response, bytes(buffer[:end]))
             del buffer[: end + 4]
-            self._head_done = True
-            if 100 <= response.status < 200:  # an interim response: the real one follows
-                self._head_done = False
-                response.headers = {}
-                self._parse(response)
-                return
+            # an interim response (100 Continue): the real one follows, read in turn
+            self._head_done = not 100 <= response.status < 200
         if len(buffer) + len(self._body) > _MAX_BODY_BYTES:
             raise ResponseError("the response's body is too long")
         if self._chunked:
@@ -147,6 +147,10 @@ class _Connection(asyncio.Protocol):
             self._finish(response)
 
     def _read_head(self, response: _Response, head: bytes) -> None:
+        """Read a head into ``response`` (replacing an interim one's) and decide how its
+        body ends. Raises ResponseError."""
+        response.headers = {}
+        self._length, self._chunked = None, False
         lines = head.split(_CRLF)
         status_line = lines[0].split(b" ", 2)
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
@@ -188,14 +192,19 @@ class _Connection(asyncio.Protocol):
             if size < 0:
                 raise ResponseError("a chunk's size is not a number")
             if size == 0:  # the last chunk, then trailers up to an empty line
-                if buffer.find(b"\r\n\r\n", line_end) < 0:
+                end = buffer.find(b"\r\n\r\n", line_end)
+                if end < 0:
                     return
+                if len(buffer) > end + 4:  # more than the response: not a server to reuse
+                    response.keep_alive = False
                 response.body = bytes(body)
                 self._finish(response)
                 return
             start = line_end + 2
             if len(buffer) < start + size + 2:
                 return
+            if buffer[start + size : start + size + 2] != _CRLF:
+                raise ResponseError("a chunk does not end where its size says")
             body += buffer[start : start + size]
             del buffer[: start + size + 2]
 
@@ -241,6 +250,7 @@ class HTTP11Pool:
         self._idle_timeout_s = idle_timeout_s
         self._clock = clock
         self._idle: deque[_Connection] = deque()
+        self._closed = False
         self._slots = asyncio.Semaphore(max_connections)
         self._open: set[_Connection] = set()
 
@@ -270,12 +280,9 @@ class HTTP11Pool:
         request = "\r\n".join(head).encode("latin-1") + body
         async with self._slots:
             connection = await self._connection()
+            response = connection.send(request)
             try:
-                response = connection.send(request)
-                if self._read_timeout_s is None:
-                    await response.done
-                else:
-                    await asyncio.wait_for(response.done, self._read_timeout_s)
+                await self._response_of(connection, response)
             except TimeoutError as exc:
                 self._discard(connection)
                 raise boto_errors.ReadTimeoutError(endpoint_url=self.url, error=exc) from None
@@ -290,6 +297,7 @@ class HTTP11Pool:
                     error=exc, request=None, endpoint_url=self.url
                 ) from None
             except BaseException:  # cancelled mid-request: the connection's state is unknown
+                response.done.cancel()  # nobody reads it now
                 self._discard(connection)
                 raise
             if response.keep_alive and not connection.closed:
@@ -299,8 +307,32 @@ class HTTP11Pool:
                 self._discard(connection)
             return response.status, response.headers, response.body
 
+    async def _response_of(self, connection: _Connection, response: _Response) -> None:
+        """Wait for ``response``, whose bytes may take long in all: TimeoutError only when
+        none came for the read timeout (a timeout per read, as aiohttp's ``sock_read``)."""
+        timeout_s = self._read_timeout_s
+        if timeout_s is None:
+            await response.done
+            return
+        wait_s = timeout_s
+        while True:
+            finished, _ = await asyncio.wait((response.done,), timeout=wait_s)
+            if finished:
+                response.done.result()  # raises what the connection failed with
+                return
+            quiet_s = self._loop_time() - connection.last_read_at
+            if quiet_s >= timeout_s:
+                response.done.cancel()
+                raise TimeoutError(f"no byte of the response for {timeout_s:g} s")
+            wait_s = timeout_s - quiet_s
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
     async def aclose(self) -> None:
-        """Close every connection."""
+        """Close every connection; a request after this raises ConnectionClosedError."""
+        self._closed = True
         for connection in list(self._open):
             connection.close()
         self._open.clear()
@@ -325,6 +357,12 @@ class HTTP11Pool:
         return await self._connect()
 
     async def _connect(self) -> _Connection:
+        if self._closed:
+            raise boto_errors.ConnectionClosedError(
+                error=RuntimeError("the connection pool is closed"),
+                request=None,
+                endpoint_url=self.url,
+            )
         loop = asyncio.get_running_loop()
         try:
             connecting = loop.create_connection(

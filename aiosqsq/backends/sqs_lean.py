@@ -328,13 +328,16 @@ def _own_pool(url: str, session: aiohttp.ClientSession) -> HTTP11Pool:
     """Connections of our own to ``url`` (see :mod:`aiosqsq.backends.http11`), with what
     the botocore client's aiohttp session was given: its TLS context (the roots of
     ``AWS_CA_BUNDLE``; verification off only when botocore's is), its connect and read
-    timeouts, and its pool size."""
+    timeouts, and its pool size. The certificate's host name is checked too: botocore's
+    context leaves that to urllib3, which this client is not."""
     connector: Any = session.connector
     tls = getattr(connector, "_ssl", True)
     if tls is False:
         context: ssl.SSLContext | None = None  # botocore's verify=False
     elif isinstance(tls, ssl.SSLContext):
         context = tls
+        if context.verify_mode == ssl.CERT_REQUIRED:
+            context.check_hostname = True
     else:
         context = ssl.create_default_context()
     timeout = session.timeout

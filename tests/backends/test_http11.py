@@ -13,6 +13,7 @@ import pytest
 from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
 
 from aiosqsq.backends.http11 import HTTP11Pool
+from tests.helpers import slow
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
@@ -238,6 +239,7 @@ async def test_an_idle_connection_the_server_closed_is_not_used() -> None:
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",  # not loaded
     ],
 )
@@ -299,3 +301,46 @@ async def test_a_cancelled_request_leaves_no_connection_to_reuse() -> None:
         never.set()
         assert (await post(pool))[0] == 200  # on a new connection: the first one is dropped
     assert server.connections == 2
+
+
+async def test_the_read_timeout_is_per_read_not_for_the_whole_response() -> None:
+    timeout_s = slow(0.5)
+    pieces = int(2 * timeout_s / 0.05)  # the response takes twice the read timeout in all
+    body = b"x" * pieces
+
+    async def trickling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await server_of(trickling).read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for index in range(pieces):
+                await asyncio.sleep(0.05)  # the server's pace, far inside the read timeout
+                writer.write(body[index : index + 1])
+                await writer.drain()
+
+    async with pool_for(trickling, read_timeout_s=timeout_s) as (pool, _):
+        assert (await post(pool))[::2] == (200, body)
+
+
+async def test_bytes_after_a_chunked_body_make_the_connection_not_reused() -> None:
+    answer = keep_alive(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\nJUNK"
+    )
+    async with pool_for(answer) as (pool, server):
+        assert (await post(pool))[2] == b"{}"
+        assert (await post(pool))[2] == b"{}"
+    assert server.connections == 2
+
+
+async def test_many_interim_responses_are_read_in_a_loop() -> None:
+    answer = keep_alive(b"HTTP/1.1 100 Continue\r\n\r\n" * 3000 + OK)
+    async with pool_for(answer) as (pool, _):
+        assert (await post(pool))[::2] == (200, b"{}")
+
+
+async def test_a_closed_pool_opens_no_connection() -> None:
+    async with pool_for() as (pool, server):
+        await post(pool)
+        await pool.aclose()
+        with pytest.raises(boto_errors.ConnectionClosedError):
+            await post(pool)
+        assert pool.open_connections == 0
+    assert server.connections == 1

@@ -56,6 +56,18 @@ class Answering:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    return _self_signed(tmp_path_factory, x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+
+
+@pytest.fixture(scope="module")
+def other_host_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for another host than 127.0.0.1, and its key."""
+    return _self_signed(tmp_path_factory, x509.DNSName("other.example"))
+
+
+def _self_signed(
+    tmp_path_factory: pytest.TempPathFactory, name_of_host: x509.GeneralName
+) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aiosqsq test endpoint")])
     now = dt.datetime.now(dt.UTC)
@@ -67,10 +79,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName([name_of_host]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -125,6 +134,25 @@ async def test_tls_is_verified_against_aws_ca_bundle(
         assert await backend.receive(QUEUE, max_messages=1, wait_time_s=0) == []
         assert (backend._lean is not None) == (transport == "lean")
     assert answering.seen == [(url.removeprefix("https://"), "AmazonSQS.ReceiveMessage")]
+
+
+async def test_the_lean_transport_checks_the_certificates_host_name(
+    other_host_certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*other_host_certificate)
+    answering = Answering()
+    monkeypatch.setattr(sqs, "MAX_ATTEMPTS", 1)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(other_host_certificate[0]))  # a trusted root
+    async with (
+        serve(answering.handle, ssl_context=context) as url,
+        SQSBackend(_config(url, "lean")) as backend,
+    ):
+        with pytest.raises(BackendError) as caught:  # issued to other.example
+            await backend.receive(QUEUE, max_messages=1, wait_time_s=0)
+        assert backend.transport == "lean"
+    assert caught.value.code == "SSLError"
+    assert answering.seen == []
 
 
 @pytest.fixture
