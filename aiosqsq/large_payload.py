@@ -241,21 +241,42 @@ class LargePayloads:
     async def offload_all(
         self, entries: Sequence[SendEntry], offload: bool | None = None
     ) -> list[SendEntry]:
-        """:meth:`offload` for each entry, up to 8 PUTs at once; in order."""
-        done: list[SendEntry | None] = list(entries)
+        """:meth:`offload` for each entry, up to 8 PUTs at once; in order. When one
+        fails, the others finish, the objects they put are deleted (nothing will point to
+        them), and the first failure in order is raised."""
+        done = list(entries)
+        failures: dict[int, Exception] = {}
         limiter = anyio.CapacityLimiter(_PARALLEL_PUTS)
 
         async def one(index: int, entry: SendEntry) -> None:
             async with limiter:
-                done[index] = await self.offload(entry, True)
+                try:
+                    done[index] = await self.offload(entry, True)
+                except Exception as exc:
+                    failures[index] = exc
 
-        async with anyio.create_task_group() as task_group:
-            for index, entry in enumerate(entries):
-                if self.wants(entry, offload):
-                    task_group.start_soon(one, index, entry)
-                else:
-                    _inline(entry)
-        return [entry for entry in done if entry is not None]
+        try:
+            async with anyio.create_task_group() as task_group:
+                for index, entry in enumerate(entries):
+                    if self.wants(entry, offload):
+                        task_group.start_soon(one, index, entry)
+                    else:
+                        _inline(entry)  # raises for a body too large to stay inline
+        except BaseException:
+            await self._discard_new(done, entries)
+            raise
+        if failures:
+            await self._discard_new(done, entries)
+            raise failures[min(failures)]
+        return done
+
+    async def _discard_new(self, done: Sequence[SendEntry], entries: Sequence[SendEntry]) -> None:
+        """Delete the objects of the entries of ``done`` that differ from ``entries``
+        (offloaded, never to be sent), shielded from a cancellation."""
+        with anyio.CancelScope(shield=True):
+            await self.discard(
+                new for new, old in zip(done, entries, strict=True) if new is not old
+            )
 
     # -- consuming ----------------------------------------------------------------------
 

@@ -150,7 +150,9 @@ class QueueService:
         send instead. Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before
         sending if the message is over 1 MiB (and not offloaded),
         :class:`~aiosqsq.errors.ConfigurationError` for ``offload=True`` without a
-        bucket, and :class:`~aiosqsq.errors.BackendError` if SQS refuses it.
+        bucket, :class:`~aiosqsq.errors.MessageRefusedError` if SQS refuses it for its
+        content (its S3 object, if any, is deleted), and
+        :class:`~aiosqsq.errors.BackendError` if the request fails otherwise.
         """
         self._check_offload(offload)
         entry = self._entry(payload, delay_s, attributes, group_id, deduplication_id)
@@ -180,8 +182,10 @@ class QueueService:
         (instead of ``attributes`` for all); ``offload`` as for :meth:`enqueue`.
 
         Raises :class:`~aiosqsq.errors.PayloadTooLargeError` before sending anything if
-        one body is over 1 MiB, and :class:`~aiosqsq.errors.BackendError` naming the
-        first entry SQS refused.
+        one body is over 1 MiB, the first failed PUT of a large payload (nothing sent, no
+        object left), and :class:`~aiosqsq.errors.BackendError` naming the first entry SQS
+        did not take (:class:`~aiosqsq.errors.MessageRefusedError` when refused for its
+        content); the batches before it were sent.
         """
         self._check_offload(offload)
         if each_attributes is None:

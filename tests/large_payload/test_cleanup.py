@@ -274,3 +274,24 @@ async def test_a_send_refused_after_an_attempt_that_may_have_landed_keeps_its_ob
         await app.send("x", "jobs")
     [taken] = await backend.receive(url, max_messages=10, wait_time_s=0)
     assert [key for _, key in store.objects] == [parse_pointer(taken.body).key]
+
+
+class DeniesTheThirdPut(MemoryObjectStore):
+    """Stores two objects, then is denied."""
+
+    async def put(self, bucket: str, key: str, data: bytes, *, kms_key_id: str | None) -> None:
+        if len(self.objects) == 2:
+            raise AccessError("AccessDenied", f"PutObject of s3://{bucket}/{key} was denied")
+        await super().put(bucket, key, data, kms_key_id=kms_key_id)
+
+
+async def test_a_batch_whose_put_fails_leaves_no_object_and_sends_nothing() -> None:
+    backend = MemoryBackend()
+    url = await make_queue(backend, "jobs")
+    app, _ = memory_app(backend)
+    assert app.service.large_payloads is not None
+    store = app.service.large_payloads.store = DeniesTheThirdPut()
+    with pytest.raises(AccessError, match=r"^AccessDenied: "):
+        await app.send_batch([str(n) for n in range(5)], "jobs")
+    assert store.objects == {}
+    assert await backend.receive(url, max_messages=10, wait_time_s=0) == []
