@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import selectors
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -226,7 +227,8 @@ class _RefusingBackend(MemoryBackend):
 
 def _refused_from_6_to_10_s(refusal: BackendError) -> Trace:
     """A backlog consumed for 12 s (limit 8 to 40) whose receives are refused with
-    ``refusal`` from 6 s to 10 s."""
+    ``refusal`` from 6 s to 10 s. The pollers' retry delays are jittered: the jitter is
+    drawn from a seeded generator, so that the scenario, in virtual time, is one."""
 
     async def scenario() -> Trace:
         backend = _RefusingBackend(clock=asyncio.get_running_loop().time)
@@ -248,7 +250,12 @@ def _refused_from_6_to_10_s(refusal: BackendError) -> Trace:
             trace = await consume(app, 12)
         return trace
 
-    return run_virtual(scenario)
+    state = random.getstate()
+    random.seed(12)
+    try:
+        return run_virtual(scenario)
+    finally:
+        random.setstate(state)
 
 
 def _limit_changes(caplog: pytest.LogCaptureFixture) -> list[str]:
