@@ -64,6 +64,14 @@ class BackendError(AiosqsqError):
         self.retryable = retryable or throttled
         self.throttled = throttled
 
+    def copy(self) -> BackendError:
+        """The same error (its class, text and attributes), as a new exception: for each
+        of several callers to raise its own (one request's error, shared by a batch)."""
+        fresh = type(self).__new__(type(self))
+        fresh.args = self.args
+        fresh.__dict__.update(self.__dict__)
+        return fresh
+
 
 class QueueNotFoundError(BackendError):
     """The named queue does not exist (or is not visible to these credentials)."""

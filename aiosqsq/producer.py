@@ -108,13 +108,8 @@ class Producer:
 
 def _outcome(batch: _Batch, index: int) -> str:
     if batch.error is not None:
-        if isinstance(batch.error, BackendError):
-            raise BackendError(
-                batch.error.code,
-                batch.error.message,
-                retryable=batch.error.retryable,
-                throttled=batch.error.throttled,
-            )
+        if isinstance(batch.error, BackendError):  # its class too (AccessError, ...)
+            raise batch.error.copy()
         raise BackendError("SendFailed", str(batch.error), retryable=True) from batch.error
     assert batch.result is not None
     entry_id = str(index)

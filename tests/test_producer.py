@@ -9,7 +9,7 @@ import pytest
 
 from aiosqsq.backends.base import BatchResult, SendEntry
 from aiosqsq.backends.memory import MemoryBackend
-from aiosqsq.errors import BackendError
+from aiosqsq.errors import AccessError, BackendError
 from aiosqsq.producer import Producer
 from tests.helpers import make_queue
 
@@ -90,3 +90,31 @@ async def test_batches_respect_the_one_mebibyte_request_limit(backend: CountingB
             tg.start_soon(producer.send, url, SendEntry("x", body))
     assert sum(backend.batches) == 7
     assert max(backend.batches) <= 3
+
+
+class DeniedBackend(MemoryBackend):
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        await anyio.sleep(0.01)  # the callers' sends share this request
+        raise AccessError("AccessDenied", "not authorized to perform sqs:SendMessage")
+
+
+async def test_a_failed_request_gives_each_caller_its_own_error_of_its_class() -> None:
+    backend = DeniedBackend()
+    url = await make_queue(backend)
+    producer = Producer(backend)
+    errors: list[BaseException] = []
+
+    async def send(number: int) -> None:
+        try:
+            await producer.send(url, SendEntry("x", f"m{number}"))
+        except BackendError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tasks:
+        for number in range(3):
+            tasks.start_soon(send, number)
+    assert [type(error) for error in errors] == [AccessError] * 3
+    assert len({id(error) for error in errors}) == 3  # one exception per caller
+    assert {str(error) for error in errors} == {
+        "AccessDenied: not authorized to perform sqs:SendMessage"
+    }

@@ -270,7 +270,7 @@ async def test_a_send_refused_after_an_attempt_that_may_have_landed_keeps_its_ob
     backend = TakenThenRefused()
     url = await make_queue(backend, "jobs")
     app, store = memory_app(backend)
-    with pytest.raises(BackendError, match=r"^ExpiredToken: "):
+    with pytest.raises(AccessError, match=r"^ExpiredToken: "):
         await app.send("x", "jobs")
     [taken] = await backend.receive(url, max_messages=10, wait_time_s=0)
     assert [key for _, key in store.objects] == [parse_pointer(taken.body).key]
