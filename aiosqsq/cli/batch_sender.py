@@ -187,26 +187,14 @@ async def _offloaded(
     offload: bool | None,
     unsent: dict[str, SendEntry],
 ) -> list[SendEntry]:
-    """``run`` with the bodies ``payloads`` wants put to S3 at once; each pointer entry is
-    added to ``unsent``. Raises the first failure, in order, once every PUT has ended."""
-    done = list(run)
-    failures: dict[int, Exception] = {}
-
-    async def put(index: int, entry: SendEntry) -> None:
-        try:
-            done[index] = unsent[entry.id] = await payloads.offload(entry, True)
-        except Exception as exc:  # the others finish, so that their objects are known
-            failures[index] = exc
-
-    async with anyio.create_task_group() as task_group:
-        for index, entry in enumerate(run):
-            if payloads.wants(entry, offload):
-                task_group.start_soon(put, index, entry)
-    if failures:
-        failure = failures[min(failures)]
-        if isinstance(failure, BackendError):
-            raise _put_failed(failure, payloads.bucket) from None
-        raise failure
+    """``run`` with the bodies ``payloads`` wants put to S3 at once
+    (:meth:`LargePayloads.offload_all`, which deletes what it stored when a PUT fails);
+    each pointer entry is added to ``unsent``. Raises the first failure, in order."""
+    try:
+        done = await payloads.offload_all(run, offload)
+    except BackendError as failure:
+        raise _put_failed(failure, payloads.bucket) from None
+    unsent.update((new.id, new) for new, old in zip(done, run, strict=True) if new is not old)
     return done
 
 
