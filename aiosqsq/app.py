@@ -316,23 +316,19 @@ class App:
         ``offload`` as for :meth:`send`."""
         self._warn_if_in_memory()
         with sending(self, queue, len(payloads)) as traced:  # one PRODUCER span per call
-            if not self._send_middleware:
-                return await self.service.enqueue_batch(
-                    payloads,
-                    queue,
-                    delay_s=delay_s,
-                    attributes=traced(attributes),
-                    group_id=group_id,
-                    offload=offload,
-                )
-            each = [  # per message: middleware may give each attributes of its own
-                traced(await self._outgoing(payload, queue, delay_s, attributes, group_id))
-                for payload in payloads
-            ]
+            each = (
+                [  # per message: middleware may give each attributes of its own
+                    traced(await self._outgoing(payload, queue, delay_s, attributes, group_id))
+                    for payload in payloads
+                ]
+                if self._send_middleware
+                else None
+            )
             return await self.service.enqueue_batch(
                 payloads,
                 queue,
                 delay_s=delay_s,
+                attributes=traced(attributes) if each is None else None,
                 group_id=group_id,
                 each_attributes=each,
                 offload=offload,
