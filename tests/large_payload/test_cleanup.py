@@ -8,7 +8,6 @@ import json
 import signal
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +24,9 @@ from aiosqsq.testing import AppTester, error_of
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import CliProcess
 from tests.helpers import make_queue, slow
-from tests.large_payload.conftest import MotoBucket
+from tests.large_payload.conftest import MotoBucket, PayloadQueue
 from tests.large_payload.s3_proxy import S3Proxy
-from tests.large_payload.test_consume_e2e import APPS, ledger_lines, send, worker_env
+from tests.large_payload.test_consume_e2e import APPS, ledger_lines, send
 
 
 class Order(BaseModel):
@@ -194,19 +193,14 @@ async def test_a_fetch_throttled_past_the_sdks_retries_is_retried_not_dead_lette
 
 
 def test_sigkill_between_the_sqs_delete_and_the_s3_delete_leaves_an_orphan_object(
-    large_settings: QueueSettings,
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    payload_queue: PayloadQueue, moto_queues: MotoQueues, moto_endpoint: str
 ) -> None:
-    url = moto_queues.create()
-    send(large_settings, url, [{"id": 0, "blob": "k" * (2 * 1024 * 1024)}])
+    url, bucket, ledger = payload_queue.url, payload_queue.bucket, payload_queue.ledger
+    send(payload_queue.settings, url, [{"id": 0, "blob": "k" * (2 * 1024 * 1024)}])
     [key] = bucket.keys()
     proxy = S3Proxy(moto_endpoint, hold_deletes=True)
     try:
-        env = worker_env(sqs_env, url, bucket, ledger, proxy.endpoint_url)
+        env = payload_queue.worker_env(proxy.endpoint_url)
         env["QUEUE_LARGE_PAYLOAD_CLEANUP"] = "true"
         with CliProcess("run", "payload_ledger:app", "--app-dir", APPS, env=env) as worker:
             assert proxy.delete_held.wait(slow(60)), worker.output  # SQS delete done by now

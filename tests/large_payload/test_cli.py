@@ -4,33 +4,26 @@ object's size, ``dlq redrive`` moves the pointer without copying the object."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from aiosqsq.cli import ExitCode
-from aiosqsq.settings import QueueSettings
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import run_cli
-from tests.large_payload.conftest import MotoBucket
-from tests.large_payload.test_consume_e2e import APPS, send, worker_env
+from tests.large_payload.conftest import PayloadQueue
+from tests.large_payload.test_consume_e2e import APPS, send
 
 MIB = 1024 * 1024
 
 
 def test_inspect_shows_the_pointer_and_redrive_moves_it_without_the_object(
-    large_settings: QueueSettings,
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    payload_queue: PayloadQueue, moto_queues: MotoQueues
 ) -> None:
-    url = moto_queues.create()
+    url, bucket = payload_queue.url, payload_queue.bucket
     dlq_url = moto_queues.info(url).dead_letter_queue_url
     assert dlq_url is not None
-    send(large_settings, url, [[1, "not an object" * MIB]])  # decodes, does not validate
+    send(payload_queue.settings, url, [[1, "not an object" * MIB]])  # decodes, does not validate
     [key] = bucket.keys()
     size = len(json.dumps([1, "not an object" * MIB], separators=(",", ":")))
-    env = worker_env(sqs_env, url, bucket, ledger, moto_endpoint)
+    env = payload_queue.worker_env()
     result = run_cli("run", "payload_ledger:app", "--burst", "--app-dir", APPS, env=env)
     assert result.returncode == ExitCode.OK, result.stderr
     dlq_name = dlq_url.rsplit("/", 1)[-1]
@@ -57,19 +50,14 @@ def test_inspect_shows_the_pointer_and_redrive_moves_it_without_the_object(
 
 
 def test_inspect_says_when_the_object_is_gone(
-    large_settings: QueueSettings,
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    payload_queue: PayloadQueue, moto_queues: MotoQueues
 ) -> None:
-    url = moto_queues.create()
-    settings = large_settings.model_copy(update={"large_payload_always": True})
+    url, bucket = payload_queue.url, payload_queue.bucket
+    settings = payload_queue.settings.model_copy(update={"large_payload_always": True})
     send(settings, url, [{"id": 1}])
     [key] = bucket.keys()
     bucket.client.delete_object(Bucket=bucket.name, Key=key)
-    env = worker_env(sqs_env, url, bucket, ledger, moto_endpoint)
+    env = payload_queue.worker_env()
     inspected = run_cli("dlq", "inspect", url.rsplit("/", 1)[-1], "--json", env=env)
     assert inspected.returncode == ExitCode.OK, inspected.stderr
     [row] = json.loads(inspected.stdout)

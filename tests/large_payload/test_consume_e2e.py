@@ -18,7 +18,7 @@ from aiosqsq.service import QueueService
 from aiosqsq.settings import QueueSettings
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import run_cli
-from tests.large_payload.conftest import MotoBucket
+from tests.large_payload.conftest import MotoBucket, PayloadQueue
 from tests.large_payload.s3_proxy import S3Proxy
 
 APPS = str(Path(__file__).parent / "apps")
@@ -41,37 +41,19 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
-def worker_env(
-    sqs_env: dict[str, str], url: str, bucket: MotoBucket, ledger: Path, s3: str
-) -> dict[str, str]:
-    return {
-        **sqs_env,
-        "QUEUE_SQS_QUEUE_URL": url,
-        "QUEUE_LARGE_PAYLOAD_BUCKET": bucket.name,
-        "QUEUE_S3_ENDPOINT_URL": s3,
-        "LEDGER_PATH": str(ledger),
-    }
-
-
 @pytest.mark.parametrize("cleanup", [False, True])
 def test_2_and_10_mib_payloads_through_aiosqsq_run(
-    cleanup: bool,
-    large_settings: QueueSettings,
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    cleanup: bool, payload_queue: PayloadQueue, moto_queues: MotoQueues
 ) -> None:
-    url = moto_queues.create()
+    url, bucket, ledger = payload_queue.url, payload_queue.bucket, payload_queue.ledger
     payloads = [
         {"id": 0, "blob": "a" * (2 * MIB)},
         {"id": 1, "blob": "b" * (10 * MIB)},
         {"id": 2, "blob": "small"},
     ]
-    send(large_settings, url, payloads)
+    send(payload_queue.settings, url, payloads)
     assert len(bucket.keys()) == 2
-    env = worker_env(sqs_env, url, bucket, ledger, moto_endpoint)
+    env = payload_queue.worker_env()
     env["QUEUE_LARGE_PAYLOAD_CLEANUP"] = "true" if cleanup else "false"
     result = run_cli("run", "payload_ledger:app", "--burst", "--app-dir", APPS, env=env)
     assert result.returncode == ExitCode.OK, result.stderr
@@ -88,18 +70,13 @@ def test_2_and_10_mib_payloads_through_aiosqsq_run(
 
 
 def test_a_batch_handler_gets_payloads_mixed_with_inline_bodies(
-    large_settings: QueueSettings,
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    payload_queue: PayloadQueue, moto_queues: MotoQueues
 ) -> None:
-    url = moto_queues.create()
+    url, bucket, ledger = payload_queue.url, payload_queue.bucket, payload_queue.ledger
     payloads = [{"id": i, "blob": "c" * (3 * MIB if i % 4 == 0 else 100)} for i in range(12)]
-    send(large_settings, url, payloads)
+    send(payload_queue.settings, url, payloads)
     assert len(bucket.keys()) == 3
-    env = worker_env(sqs_env, url, bucket, ledger, moto_endpoint)
+    env = payload_queue.worker_env()
     env.update(BATCH="1", QUEUE_LARGE_PAYLOAD_CLEANUP="true")
     result = run_cli("run", "payload_ledger:app", "--burst", "--app-dir", APPS, env=env)
     assert result.returncode == ExitCode.OK, result.stderr
@@ -123,13 +100,9 @@ def _size(name: str, value: int | str) -> dict[str, Any]:
 
 
 def test_every_bad_pointer_goes_to_the_dead_letter_queue_with_its_reason(
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    payload_queue: PayloadQueue, moto_queues: MotoQueues, moto_endpoint: str
 ) -> None:
-    url = moto_queues.create()
+    url, bucket, ledger = payload_queue.url, payload_queue.bucket, payload_queue.ledger
     dlq_url = moto_queues.info(url).dead_letter_queue_url
     assert dlq_url is not None
     bucket.put("present", b'{"id": 1}')
@@ -172,7 +145,7 @@ def test_every_bad_pointer_goes_to_the_dead_letter_queue_with_its_reason(
     moto_queues.send_entries(url, entries)
     proxy = S3Proxy(moto_endpoint, deny=[f"{bucket.name}/locked/"])
     try:
-        env = worker_env(sqs_env, url, bucket, ledger, proxy.endpoint_url)
+        env = payload_queue.worker_env(proxy.endpoint_url)
         result = run_cli("run", "payload_ledger:app", "--burst", "--app-dir", APPS, env=env)
     finally:
         proxy.close()

@@ -21,8 +21,8 @@ from aiosqsq.settings import QueueSettings
 from tests.cli.conftest import MotoQueues
 from tests.cli.harness import run_cli
 from tests.helpers import slow
-from tests.large_payload.conftest import MotoBucket
-from tests.large_payload.test_consume_e2e import APPS, ledger_lines, send, worker_env
+from tests.large_payload.conftest import MotoBucket, PayloadQueue
+from tests.large_payload.test_consume_e2e import APPS, digest, ledger_lines, send
 
 ROOT = Path(__file__).parents[2]
 MIB = 1024 * 1024
@@ -67,20 +67,15 @@ def aws_client(
 
 @pytest.mark.parametrize("legacy", ["modern", "legacy"])
 def test_a_message_the_aws_client_sends_is_handled_by_aiosqsq(
-    legacy: str,
-    sqs_env: dict[str, str],
-    moto_queues: MotoQueues,
-    bucket: MotoBucket,
-    ledger: Path,
-    moto_endpoint: str,
+    legacy: str, payload_queue: PayloadQueue, moto_queues: MotoQueues, moto_endpoint: str
 ) -> None:
-    url = moto_queues.create()
+    url, bucket, ledger = payload_queue.url, payload_queue.bucket, payload_queue.ledger
     body = json.dumps({"id": 5, "blob": "j" * (2 * MIB)}, separators=(",", ":"))
     aws_client("send", url, bucket.name, legacy, moto_endpoint, stdin=body)
     [sent] = peek(moto_queues.settings, url)  # on the wire: the AWS client's own format
     assert set(sent.message_attributes) == {ATTRIBUTE[legacy]}
     assert json.loads(sent.body)[1]["s3BucketName"] == bucket.name
-    env = worker_env(sqs_env, url, bucket, ledger, moto_endpoint)
+    env = payload_queue.worker_env()
     result = run_cli("run", "payload_ledger:app", "--burst", "--app-dir", APPS, env=env)
     assert result.returncode == ExitCode.OK, result.stderr
     [line] = ledger_lines(ledger)
@@ -103,10 +98,7 @@ def test_a_message_aiosqsq_sends_is_received_and_deleted_by_the_aws_client(
     send(settings, url, payloads)
     out = aws_client("receive", url, bucket.name, legacy, moto_endpoint)
     lines = [json.loads(line) for line in out.splitlines()]
-    digests = {
-        hashlib.sha256(json.dumps(p, separators=(",", ":")).encode()).hexdigest() for p in payloads
-    }
-    assert {line["sha256"] for line in lines} == digests
+    assert {line["sha256"] for line in lines} == {digest(p) for p in payloads}
     assert all(line["attributes"] == [] for line in lines)  # it removed the size attribute
     depth = moto_queues.depth(url)
     assert (depth.visible, depth.in_flight) == (0, 0)  # its deletes went through
