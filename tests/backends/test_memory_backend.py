@@ -14,12 +14,14 @@ from aiosqsq.backends.base import (
     MAX_MESSAGE_BYTES,
     BatchResult,
     DeleteEntry,
+    MessageAttributes,
     MessageAttributeValue,
     QueueBackend,
     QueueDepth,
     QueueMessage,
     SendEntry,
     VisibilityEntry,
+    message_size,
 )
 from aiosqsq.backends.memory import MemoryBackend
 from aiosqsq.errors import BackendError, BatchRequestError, QueueNotFoundError
@@ -503,6 +505,21 @@ async def test_batch_size_counts_bytes_not_characters(backend):
 
     assert raised.value.code == "AWS.SimpleQueueService.BatchRequestTooLong"
     assert raised.value.message.endswith(f"You have sent {MAX_MESSAGE_BYTES + 1} bytes.")
+
+
+@pytest.mark.parametrize(
+    ("body", "value", "size"),
+    [
+        ("plain", "v", 5 + 1 + 6 + 1),  # body, then name "k", type "String", value
+        ("é€😀", "ü", 9 + 1 + 6 + 2),
+        ("x\ud800", "\udfff", 4 + 1 + 6 + 3),  # a lone surrogate: 3 bytes
+    ],
+)
+def test_message_size_counts_utf8_bytes_of_body_and_attributes(
+    body: str, value: str, size: int
+) -> None:
+    attributes: MessageAttributes = {"k": {"DataType": "String", "StringValue": value}}
+    assert message_size(body, attributes) == size
 
 
 async def test_message_attributes_are_copied_on_send(backend):
